@@ -1,0 +1,201 @@
+"""RFC 9457 problem details: one exception handler for DRF views, and Django's 404/500 handlers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from movieapi.renderers import dumps
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "urn:movieapi:problem:"
+
+
+class ProblemError(exceptions.APIException):
+    """An API error with its own problem type; subclasses set status, type and title."""
+
+    problem_type = "about:blank"
+    title = "Error"
+    extra: dict[str, Any]
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.extra = extra
+
+
+class VersionConflict(ProblemError):
+    status_code = status.HTTP_409_CONFLICT
+    problem_type = PROBLEM_BASE + "version-conflict"
+    title = "Version conflict"
+    default_detail = "The movie was changed by someone else since the version you based this write on."
+
+
+class PreconditionFailed(ProblemError):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    problem_type = PROBLEM_BASE + "precondition-failed"
+    title = "Precondition failed"
+    default_detail = "If-Match does not match the current ETag: fetch the movie again and retry with its ETag."
+
+
+class PreconditionRequired(ProblemError):
+    status_code = status.HTTP_428_PRECONDITION_REQUIRED
+    problem_type = PROBLEM_BASE + "precondition-required"
+    title = "Precondition required"
+    default_detail = (
+        "Say which version this write is based on: send `version` in the body or the movie's ETag in If-Match."
+    )
+
+
+class PayloadTooLarge(ProblemError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    problem_type = PROBLEM_BASE + "payload-too-large"
+    title = "Payload too large"
+    default_detail = "The request body is larger than 1 MiB."
+
+
+class ServiceUnavailable(ProblemError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    problem_type = PROBLEM_BASE + "service-unavailable"
+    title = "Service unavailable"
+    default_detail = "The database is unavailable right now; nothing was changed. Retry in a moment."
+
+
+# Problem types for DRF's own exceptions, by class; the title is the HTTP reason phrase.
+_DRF_TYPES: dict[type[exceptions.APIException], str] = {
+    exceptions.ValidationError: "validation-error",
+    exceptions.ParseError: "malformed-request",
+    exceptions.UnsupportedMediaType: "unsupported-media-type",
+    exceptions.NotAuthenticated: "not-authenticated",
+    exceptions.AuthenticationFailed: "authentication-failed",
+    exceptions.PermissionDenied: "permission-denied",
+    exceptions.NotFound: "not-found",
+    exceptions.MethodNotAllowed: "method-not-allowed",
+    exceptions.NotAcceptable: "not-acceptable",
+    exceptions.Throttled: "rate-limited",
+}
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+def problem(
+    status_code: int, detail: str, *, problem_type: str | None = None, title: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Build a problem details body."""
+    body: dict[str, Any] = {
+        "type": problem_type or "about:blank",
+        "title": title or _TITLES.get(status_code, "Error"),
+        "status": status_code,
+        "detail": detail,
+    }
+    body.update(extra)
+    return body
+
+
+def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn DRF's nested error detail into {"field.sub.0.name": ["message", …]}."""
+    errors: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = "non_field_errors" if key == "non_field_errors" and not prefix else f"{prefix}{key}"
+            for sub, messages in flatten_errors(value, f"{name}.").items():
+                errors.setdefault(sub, []).extend(messages)
+    elif isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
+        for index, value in enumerate(detail):
+            for sub, messages in flatten_errors(value, f"{prefix}{index}.").items():
+                errors.setdefault(sub, []).extend(messages)
+    else:
+        items = detail if isinstance(detail, list) else [detail]
+        errors[prefix.rstrip(".") or "non_field_errors"] = [str(item) for item in items]
+    return errors
+
+
+def _validation_detail(errors: dict[str, list[str]]) -> str:
+    fields = ", ".join(sorted(errors))
+    return f"The request has invalid values in: {fields}. See `errors` for what to fix."
+
+
+def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Answer every exception a DRF view raises with problem+json (DRF's EXCEPTION_HANDLER hook)."""
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, OperationalError | InterfaceError):
+        logger.error("database unavailable: %s", exc)
+        exc = ServiceUnavailable()
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound(
+            "No such resource." if not str(exc) or "matches the given query" in str(exc) else str(exc)
+        )
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ProblemError):
+        problem_type, title, extra = exc.problem_type, exc.title, exc.extra
+        detail = str(exc.detail)
+    else:
+        slug = next((slug for cls, slug in _DRF_TYPES.items() if isinstance(exc, cls)), None)
+        problem_type = PROBLEM_BASE + slug if slug else "about:blank"
+        title = None
+        if isinstance(exc, exceptions.ValidationError):
+            extra["errors"] = flatten_errors(exc.detail)
+            detail = _validation_detail(extra["errors"])
+        elif isinstance(exc.detail, dict | list):
+            detail = "; ".join(f"{k}: {v}" for k, v in flatten_errors(exc.detail).items())
+        else:
+            detail = str(exc.detail)
+    if isinstance(exc, ServiceUnavailable):
+        response["Retry-After"] = "1"
+    response.data = problem(response.status_code, detail, problem_type=problem_type, title=title, **extra)
+    response.content_type = PROBLEM_CONTENT_TYPE
+    return response
+
+
+def _problem_response(request: HttpRequest, status_code: int, detail: str) -> HttpResponse:
+    body = problem(status_code, detail, instance=request.path)
+    return HttpResponse(dumps(body), status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 404 for URLs no view matched, as a problem."""
+    return _problem_response(request, 404, f"There is nothing at {request.path}. The API lives under /api/v1/.")
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    """Django's 500, as a problem without any internals."""
+    return _problem_response(request, 500, "The server failed to answer this request. It has been logged.")
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 400 (bad Host header and similar), as a problem."""
+    return _problem_response(request, 400, "The request could not be understood.")
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 403 (CSRF and similar), as a problem."""
+    return _problem_response(request, 403, "You are not allowed to do this.")

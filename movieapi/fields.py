@@ -1,0 +1,67 @@
+"""Strict serializer fields: the wrong JSON type, NUL bytes and lone surrogates are 400s, never 500s."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import serializers
+
+PG_BIGINT_MAX = 2**63 - 1
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that takes only JSON strings PostgreSQL can store."""
+
+    default_error_messages = {
+        "not_a_string": "Must be a string, not {kind}.",
+        "nul": "Must not contain NUL (\\u0000) characters.",
+        "surrogate": "Must not contain lone UTF-16 surrogates; send valid Unicode.",
+    }
+
+    def to_internal_value(self, data: Any) -> str:
+        """Refuse non-strings, NUL and surrogates, then validate as usual."""
+        if not isinstance(data, str):
+            self.fail("not_a_string", kind=type(data).__name__)
+        if "\x00" in data:
+            self.fail("nul")
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail("surrogate")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An IntegerField that takes only JSON integers (no strings, floats or booleans) within bigint."""
+
+    default_error_messages = {"not_an_integer": "Must be an integer, not {kind}."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_value", PG_BIGINT_MAX)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        """Refuse anything but a JSON integer, then range-check."""
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("not_an_integer", kind=type(data).__name__)
+        return super().to_internal_value(data)
+
+
+class StrictSerializerMixin:
+    """Refuse fields the resource does not have (400 naming them); ignore read-only ones."""
+
+    read_only_input: frozenset[str] = frozenset()
+    serializer_field_mapping: dict[Any, Any]
+
+    def to_internal_value(self, data: Any) -> Any:
+        """Check the keys before DRF validates the values."""
+        if isinstance(data, Mapping):
+            known = set(self.fields) | self.read_only_input  # type: ignore[attr-defined]
+            unknown = sorted(str(key) for key in data if key not in known)
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: ["This field does not exist on this resource."] for key in unknown}
+                )
+            data = {key: value for key, value in data.items() if key not in self.read_only_input}
+        return super().to_internal_value(data)  # type: ignore[misc]

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from movieapi.auth import CurrentTokenView, TokenView
+from movieapi.health import healthz
+
+api_v1: list[URLPattern | URLResolver] = [
+    path("tokens/", TokenView.as_view(), name="token"),
+    path("tokens/current/", CurrentTokenView.as_view(), name="token-current"),
+    path("", include("movies.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+]
+
+handler400 = "movieapi.errors.handler400"
+handler403 = "movieapi.errors.handler403"
+handler404 = "movieapi.errors.handler404"
+handler500 = "movieapi.errors.handler500"

@@ -1,0 +1,168 @@
+"""The catalogue: movies, genres, people, credits and users' ratings.
+
+PostgreSQL enforces every rule that must always hold (checks, uniqueness, foreign keys);
+serializers and services repeat them with friendly messages.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import models
+from django.db.models import Case, F, Q, When
+from django.db.models.functions import Cast, Round
+
+MIN_YEAR = 1888
+MAX_YEAR_AHEAD = 5
+# The database ceiling for `year`; the API's own rule (this year + 5) is stricter and moves with time.
+DB_MAX_YEAR = 2200
+MAX_RUNTIME = 60000
+MAX_GENRES = 10
+IMDB_TITLE_RE = r"^tt[0-9]{7,}$"
+IMDB_NAME_RE = r"^nm[0-9]{7,}$"
+SLUG_RE = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+
+
+class Genre(models.Model):
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(condition=Q(slug__regex=SLUG_RE), name="genre_slug_format"),
+            models.CheckConstraint(condition=~Q(name=""), name="genre_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Person(models.Model):
+    name = models.CharField(max_length=300)
+    imdb_id = models.CharField(max_length=16, unique=True, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "people"
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="person_name_not_empty"),
+            models.CheckConstraint(condition=Q(imdb_id__regex=IMDB_NAME_RE), name="person_imdb_id_format"),
+        ]
+        indexes = [
+            models.Index(fields=["name", "id"], name="person_name_id"),
+            GinIndex(fields=["name"], opclasses=["gin_trgm_ops"], name="person_name_trgm"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Movie(models.Model):
+    title = models.CharField(max_length=500)
+    year = models.SmallIntegerField()
+    runtime = models.IntegerField(null=True, blank=True, help_text="Minutes")
+    overview = models.TextField(blank=True, default="")
+    imdb_id = models.CharField(max_length=16, unique=True, null=True, blank=True)
+    genres = models.ManyToManyField(Genre, related_name="movies", blank=True)
+    directors = models.ManyToManyField(Person, related_name="directed_movies", blank=True)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    # Ratings are kept as an exact sum and count, written in the same transaction as the rating rows.
+    rating_count = models.PositiveIntegerField(default=0, editable=False)
+    rating_sum = models.PositiveBigIntegerField(default=0, editable=False)
+    rating_average = models.GeneratedField(
+        expression=Case(
+            When(
+                rating_count__gt=0,
+                then=Round(
+                    Cast(F("rating_sum"), models.DecimalField(max_digits=20, decimal_places=0)) / F("rating_count"), 1
+                ),
+            ),
+            default=None,
+        ),
+        output_field=models.DecimalField(max_digits=3, decimal_places=1, null=True),
+        db_persist=True,
+    )
+    search_vector = models.GeneratedField(
+        expression=SearchVector("title", weight="A", config="simple")
+        + SearchVector("overview", weight="B", config="english"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(title=""), name="movie_title_not_empty"),
+            models.CheckConstraint(condition=Q(year__gte=MIN_YEAR, year__lte=DB_MAX_YEAR), name="movie_year_range"),
+            models.CheckConstraint(
+                condition=Q(runtime__isnull=True) | Q(runtime__gte=1, runtime__lte=MAX_RUNTIME),
+                name="movie_runtime_range",
+            ),
+            models.CheckConstraint(condition=Q(imdb_id__regex=IMDB_TITLE_RE), name="movie_imdb_id_format"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="movie_version_positive"),
+            models.CheckConstraint(
+                condition=Q(rating_sum__gte=F("rating_count")) & Q(rating_sum__lte=F("rating_count") * 10),
+                name="movie_rating_sum_in_range",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["year", "id"], name="movie_year_id"),
+            models.Index(fields=["title", "id"], name="movie_title_id"),
+            models.Index(fields=["runtime", "id"], name="movie_runtime_id"),
+            models.Index(fields=["rating_average", "id"], name="movie_rating_id"),
+            models.Index(fields=["rating_count", "id"], name="movie_rating_count_id"),
+            models.Index(fields=["created_at", "id"], name="movie_created_id"),
+            GinIndex(fields=["search_vector"], name="movie_search"),
+            GinIndex(fields=["title"], opclasses=["gin_trgm_ops"], name="movie_title_trgm"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.year})"
+
+
+class CastMember(models.Model):
+    """One credited role: a person playing a character in a movie, in billing order."""
+
+    movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="cast")
+    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="roles")
+    character = models.CharField(max_length=500, blank=True, default="")
+    order = models.PositiveSmallIntegerField()
+
+    class Meta:
+        db_table = "movies_cast"
+        verbose_name = "cast member"
+        ordering = ["movie", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["movie", "order"], name="cast_unique_order"),
+        ]
+        indexes = [models.Index(fields=["person", "movie"], name="cast_person_movie")]
+
+    def __str__(self) -> str:
+        return f"{self.person} as {self.character or '?'}"
+
+
+class Rating(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ratings")
+    movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="ratings")
+    score = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "movie"], name="rating_one_per_user_movie"),
+            models.CheckConstraint(condition=Q(score__gte=1, score__lte=10), name="rating_score_range"),
+        ]
+        indexes = [
+            models.Index(fields=["user", "-updated_at", "-id"], name="rating_user_recent"),
+            models.Index(fields=["movie"], name="rating_movie"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} rated {self.movie}: {self.score}"

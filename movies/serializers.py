@@ -1,0 +1,261 @@
+"""JSON shapes of the catalogue: strict input validation, writes handed to services."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
+
+from movieapi.fields import StrictCharField, StrictIntegerField, StrictSerializerMixin
+from movies import services
+from movies.models import (
+    IMDB_NAME_RE,
+    IMDB_TITLE_RE,
+    MAX_GENRES,
+    MAX_RUNTIME,
+    MAX_YEAR_AHEAD,
+    MIN_YEAR,
+    SLUG_RE,
+    Genre,
+    Movie,
+    Person,
+)
+
+MAX_CAST = 500
+MAX_DIRECTORS = 50
+
+
+def max_year() -> int:
+    """The latest release year the API accepts: this year + 5."""
+    return datetime.date.today().year + MAX_YEAR_AHEAD
+
+
+# ---- reads -------------------------------------------------------------------------------------
+
+
+class PersonRefSerializer(serializers.Serializer):
+    """A person as other resources show them."""
+
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(read_only=True)
+
+
+class CastReadSerializer(serializers.Serializer):
+    person = PersonRefSerializer(read_only=True)
+    character = serializers.CharField(read_only=True)
+    order = serializers.IntegerField(read_only=True)
+
+
+class RatingSummarySerializer(serializers.Serializer):
+    average = serializers.FloatField(read_only=True, allow_null=True, help_text="Mean score to one decimal.")
+    count = serializers.IntegerField(read_only=True)
+
+
+class MovieSerializer(serializers.Serializer):
+    """A movie as the API shows it: genres, directors and cast expanded, rating summary, version."""
+
+    id = serializers.IntegerField(read_only=True)
+    title = serializers.CharField(read_only=True)
+    year = serializers.IntegerField(read_only=True)
+    runtime = serializers.IntegerField(read_only=True, allow_null=True)
+    overview = serializers.CharField(read_only=True)
+    imdb_id = serializers.CharField(read_only=True, allow_null=True)
+    genres = serializers.SerializerMethodField()
+    directors = PersonRefSerializer(many=True, read_only=True)
+    cast = CastReadSerializer(many=True, read_only=True)
+    rating = serializers.SerializerMethodField()
+    version = serializers.IntegerField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+    @extend_schema_field(serializers.ListField(child=serializers.SlugField()))
+    def get_genres(self, movie: Movie) -> list[str]:
+        """Genre slugs."""
+        return [genre.slug for genre in movie.genres.all()]
+
+    @extend_schema_field(RatingSummarySerializer)
+    def get_rating(self, movie: Movie) -> dict[str, Any]:
+        """Average and count of users' ratings."""
+        average = movie.rating_average
+        return {"average": float(average) if average is not None else None, "count": movie.rating_count}
+
+
+# ---- writes ------------------------------------------------------------------------------------
+
+
+class CastWriteSerializer(StrictSerializerMixin, serializers.Serializer):
+    person = StrictIntegerField(min_value=1, help_text="A person id.")
+    character = StrictCharField(max_length=500, allow_blank=True, required=False, default="")
+
+
+class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
+    """A movie as clients write it: genres by slug, people by id, cast as an ordered list.
+
+    `version` (or If-Match) says which version a PUT or PATCH is based on; `update` hands the
+    check and the write to `services.movie_update`, the one versioned write path.
+    """
+
+    read_only_input = frozenset({"id", "rating", "created_at", "updated_at"})
+
+    title = StrictCharField(min_length=1, max_length=500)
+    year = StrictIntegerField(min_value=MIN_YEAR)
+    runtime = StrictIntegerField(min_value=1, max_value=MAX_RUNTIME, required=False, allow_null=True)
+    overview = StrictCharField(required=False, allow_blank=True, max_length=20000, trim_whitespace=False)
+    imdb_id = StrictCharField(
+        required=False,
+        allow_null=True,
+        max_length=16,
+        validators=[RegexValidator(IMDB_TITLE_RE, "An IMDb id is 'tt' followed by 7 or more digits.")],
+    )
+    genres = serializers.ListField(
+        child=StrictCharField(max_length=50), required=False, max_length=MAX_GENRES, help_text="Genre slugs."
+    )
+    directors = serializers.ListField(
+        child=StrictIntegerField(min_value=1), required=False, max_length=MAX_DIRECTORS, help_text="Person ids."
+    )
+    cast = CastWriteSerializer(many=True, required=False, max_length=MAX_CAST)  # type: ignore[call-arg]
+    version = StrictIntegerField(
+        min_value=1, required=False, help_text="The version this write is based on (or send If-Match)."
+    )
+
+    # Fields a PUT resets when it leaves them out: a PUT replaces the whole movie.
+    put_defaults: dict[str, Any] = {
+        "runtime": None,
+        "overview": "",
+        "imdb_id": None,
+        "genres": [],
+        "directors": [],
+        "cast": [],
+    }
+
+    def validate_year(self, value: int) -> int:
+        """Refuse years past this year + 5."""
+        if value > max_year():
+            raise serializers.ValidationError(f"Ensure this value is less than or equal to {max_year()}.")
+        return value
+
+    def validate_imdb_id(self, value: str | None) -> str | None:
+        """Refuse an IMDb id another movie has."""
+        if value:
+            others = Movie.objects.filter(imdb_id=value)
+            if self.instance is not None:
+                others = others.exclude(pk=self.instance.pk)
+            if others.exists():
+                raise serializers.ValidationError("Another movie already has this IMDb id.")
+        return value
+
+    def validate_genres(self, slugs: list[str]) -> list[Genre]:
+        """Resolve distinct, existing genre slugs."""
+        if len(set(slugs)) != len(slugs):
+            raise serializers.ValidationError("Each genre may appear only once.")
+        genres = {genre.slug: genre for genre in Genre.objects.filter(slug__in=slugs)}
+        unknown = [slug for slug in slugs if slug not in genres]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown genre(s): {', '.join(unknown)}. See /api/v1/genres/.")
+        return [genres[slug] for slug in slugs]
+
+    def validate_directors(self, ids: list[int]) -> list[Person]:
+        """Resolve distinct, existing person ids."""
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError("Each director may appear only once.")
+        return _people(ids)
+
+    def validate_cast(self, entries: list[dict[str, Any]]) -> list[services.Role]:
+        """Resolve the cast's people, keeping the list order as billing order."""
+        people = {person.pk: person for person in _people([entry["person"] for entry in entries])}
+        return [services.Role(person=people[entry["person"]], character=entry["character"]) for entry in entries]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """A PUT resets the optional fields it leaves out."""
+        if self.instance is not None and not self.partial:
+            for name, default in self.put_defaults.items():
+                attrs.setdefault(name, default)
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> Movie:
+        """Create through the service."""
+        validated_data.pop("version", None)
+        return services.movie_create(data=validated_data)  # type: ignore[arg-type]
+
+    def update(self, instance: Movie, validated_data: dict[str, Any]) -> Movie:
+        """Check the version and write, atomically, through `services.movie_update`."""
+        expected = validated_data.pop("version", None)
+        if expected is None:
+            expected = self.context["expected_version"]
+        instance.version = services.movie_update(movie_id=instance.pk, expected_version=expected, data=validated_data)  # type: ignore[arg-type]
+        return instance
+
+
+def _people(ids: list[int]) -> list[Person]:
+    people = {person.pk: person for person in Person.objects.filter(pk__in=ids).only("id", "name")}
+    missing = sorted({pk for pk in ids if pk not in people})
+    if missing:
+        raise serializers.ValidationError(f"No person with id(s) {', '.join(map(str, missing))}.")
+    return [people[pk] for pk in ids]
+
+
+# ---- genres and people -------------------------------------------------------------------------
+
+
+class GenreSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+    read_only_input = frozenset({"id"})
+
+    slug = StrictCharField(
+        max_length=50,
+        validators=[
+            RegexValidator(SLUG_RE, "Lower-case letters and digits, words joined by single hyphens."),
+            UniqueValidator(queryset=Genre.objects.all(), message="A genre with this slug exists."),
+        ],
+    )
+    name = StrictCharField(
+        max_length=100,
+        validators=[UniqueValidator(queryset=Genre.objects.all(), message="A genre with this name exists.")],
+    )
+
+    class Meta:
+        model = Genre
+        fields = ["id", "slug", "name"]
+
+
+class PersonSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+    read_only_input = frozenset({"id", "directed", "roles"})
+
+    name = StrictCharField(max_length=300)
+    imdb_id = StrictCharField(
+        required=False,
+        allow_null=True,
+        max_length=16,
+        validators=[
+            RegexValidator(IMDB_NAME_RE, "An IMDb person id is 'nm' followed by 7 or more digits."),
+            UniqueValidator(queryset=Person.objects.all(), message="Another person has this IMDb id."),
+        ],
+    )
+
+    class Meta:
+        model = Person
+        fields = ["id", "name", "imdb_id"]
+
+
+class FilmRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    title = serializers.CharField(read_only=True)
+    year = serializers.IntegerField(read_only=True)
+
+
+class RoleSerializer(serializers.Serializer):
+    movie = FilmRefSerializer(read_only=True)
+    character = serializers.CharField(read_only=True)
+
+
+class PersonDetailSerializer(PersonSerializer):
+    """A person with the films they directed and the roles they played."""
+
+    directed = FilmRefSerializer(source="directed_movies", many=True, read_only=True)
+    roles = RoleSerializer(many=True, read_only=True)
+
+    class Meta(PersonSerializer.Meta):
+        fields = [*PersonSerializer.Meta.fields, "directed", "roles"]

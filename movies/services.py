@@ -1,0 +1,158 @@
+"""Every write to the catalogue. The API, the admin and the import commands all call these.
+
+The movie, its genres, directors and cast are one aggregate with one `version`: every write
+to it goes through `movie_create`, `movie_update` or `movie_delete`, and `movie_update` makes
+the version check and the write one atomic step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework.exceptions import NotFound, ValidationError
+
+from movieapi.errors import ProblemError, VersionConflict
+from movies.models import CastMember, Genre, Movie, Person
+
+SCALAR_FIELDS = ("title", "year", "runtime", "overview", "imdb_id")
+
+
+@dataclass(frozen=True)
+class Role:
+    """One cast entry: a person and the character they play; the billing order is the list position."""
+
+    person: Person
+    character: str = ""
+
+
+class MovieData(TypedDict, total=False):
+    """The writable parts of a movie aggregate; a key left out is left unchanged by `movie_update`."""
+
+    title: str
+    year: int
+    runtime: int | None
+    overview: str
+    imdb_id: str | None
+    genres: Sequence[Genre]
+    directors: Sequence[Person]
+    cast: Sequence[Role]
+
+
+class StillReferenced(ProblemError):
+    status_code = 409
+    problem_type = "urn:movieapi:problem:still-referenced"
+    title = "Still referenced"
+
+
+def _imdb_id_taken(exc: IntegrityError) -> ValidationError:
+    if "imdb_id" in str(exc):
+        return ValidationError({"imdb_id": ["Another movie already has this IMDb id."]})
+    raise exc
+
+
+def _write_relations(movie: Movie, data: MovieData) -> None:
+    """Replace the genres, directors and cast named in data, each as a whole list."""
+    if "genres" in data:
+        movie.genres.set(data["genres"])
+    if "directors" in data:
+        movie.directors.set(data["directors"])
+    if "cast" in data:
+        CastMember.objects.filter(movie=movie).delete()
+        CastMember.objects.bulk_create(
+            CastMember(movie=movie, person=role.person, character=role.character, order=order)
+            for order, role in enumerate(data["cast"])
+        )
+
+
+def movie_create(*, data: MovieData) -> Movie:
+    """Create a movie aggregate at version 1."""
+    fields: dict[str, Any] = {name: data[name] for name in SCALAR_FIELDS if name in data}  # type: ignore[literal-required]
+    try:
+        with transaction.atomic():
+            movie = Movie.objects.create(**fields)
+            _write_relations(movie, data)
+    except IntegrityError as exc:
+        raise _imdb_id_taken(exc) from exc
+    return movie
+
+
+def movie_update(*, movie_id: int, expected_version: int, data: MovieData) -> int:
+    """Apply data to the movie if it is still at expected_version; return the new version.
+
+    The check and the write are one conditional UPDATE (`WHERE version = expected`), so of
+    any number of concurrent writes based on the same version exactly one succeeds; the
+    others get 409 with the current version, or 404 if the movie is gone.
+    """
+    fields: dict[str, Any] = {name: data[name] for name in SCALAR_FIELDS if name in data}  # type: ignore[literal-required]
+    try:
+        with transaction.atomic():
+            updated = Movie.objects.filter(pk=movie_id, version=expected_version).update(
+                **fields, version=F("version") + 1, updated_at=timezone.now()
+            )
+            if not updated:
+                current = Movie.objects.filter(pk=movie_id).values_list("version", flat=True).first()
+                if current is None:
+                    raise NotFound("No such movie: it may have been deleted.")
+                raise VersionConflict(
+                    f"This write was based on version {expected_version}, but the movie is at version {current}. "
+                    "Fetch it again, reapply your change and send the new version.",
+                    current_version=current,
+                )
+            if data.keys() & {"genres", "directors", "cast"}:
+                _write_relations(Movie.objects.only("id").get(pk=movie_id), data)
+    except IntegrityError as exc:
+        raise _imdb_id_taken(exc) from exc
+    return expected_version + 1
+
+
+def movie_delete(*, movie_id: int, expected_version: int | None = None) -> None:
+    """Delete a movie (and its credits and ratings); with expected_version, only if it is still current."""
+    with transaction.atomic():
+        movies = Movie.objects.filter(pk=movie_id)
+        if expected_version is not None:
+            movies = movies.filter(version=expected_version)
+        deleted, _ = movies.delete()
+        if not deleted:
+            current = Movie.objects.filter(pk=movie_id).values_list("version", flat=True).first()
+            if current is None:
+                raise NotFound("No such movie.")
+            raise VersionConflict(
+                f"The movie is at version {current}, not {expected_version}; nothing was deleted.",
+                current_version=current,
+            )
+
+
+def movie_lock(*, movie_id: int) -> Movie:
+    """Lock a movie's row for the rest of the transaction (writes, ratings and ETag checks queue on it)."""
+    movie = Movie.objects.select_for_update(no_key=True).filter(pk=movie_id).first()
+    if movie is None:
+        raise NotFound("No such movie.")
+    return movie
+
+
+def genre_delete(*, genre: Genre) -> None:
+    """Delete a genre that no movie uses; removing it from movies silently would bypass their versions."""
+    with transaction.atomic():
+        # The row lock makes a concurrent write that adds this genre wait for, then fail on, the delete.
+        Genre.objects.select_for_update().filter(pk=genre.pk).first()
+        used_by = genre.movies.count()
+        if used_by:
+            raise StillReferenced(
+                f"The genre is used by {used_by} movie(s). Remove it from them first (each a versioned write)."
+            )
+        genre.delete()
+
+
+def person_delete(*, person: Person) -> None:
+    """Delete a person with no credits; removing credits silently would bypass the movies' versions."""
+    with transaction.atomic():
+        Person.objects.select_for_update().filter(pk=person.pk).first()
+        credits = person.directed_movies.count() + person.roles.count()
+        if credits:
+            raise StillReferenced(f"The person has {credits} credit(s). Remove them from those movies first.")
+        person.delete()

@@ -1,0 +1,218 @@
+"""Thin ViewSets: querysets from selectors, writes through serializers and services."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.db import transaction
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import status, viewsets
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+
+from movieapi.errors import PreconditionFailed, PreconditionRequired
+from movieapi.renderers import dumps
+from movies import selectors, services
+from movies.models import Genre, Movie, Person
+from movies.serializers import (
+    GenreSerializer,
+    MovieSerializer,
+    MovieWriteSerializer,
+    PersonDetailSerializer,
+    PersonSerializer,
+)
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="The movie's ETag; the write happens only if it is still current (else 412).",
+)
+IF_NONE_MATCH = OpenApiParameter(
+    "If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, description="An ETag you hold: 304 if still current."
+)
+ETAG_HEADER = {"ETag": OpenApiResponse(description="Strong ETag of this representation.")}
+
+
+def representation_etag(data: Any) -> str:
+    """A strong ETag: a digest of the JSON representation, so it changes whenever the body does."""
+    return '"' + hashlib.blake2b(dumps(data), digest_size=16).hexdigest() + '"'
+
+
+def etag_listed(header: str, etag: str) -> bool:
+    """True if an If-Match / If-None-Match header lists etag (or is `*`); weak tags never match strongly."""
+    candidates = [candidate.strip() for candidate in header.split(",")]
+    return "*" in candidates or etag in candidates
+
+
+def _movie_id(kwargs: dict[str, Any]) -> int:
+    raw = str(kwargs.get("pk", ""))
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise NotFound("No such movie.")
+    return int(raw)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List movies"),
+    retrieve=extend_schema(
+        summary="A movie",
+        parameters=[IF_NONE_MATCH],
+        responses={200: MovieSerializer, 304: OpenApiResponse(description="Not modified")},
+    ),
+    create=extend_schema(
+        summary="Create a movie (curators)", request=MovieWriteSerializer, responses={201: MovieSerializer}
+    ),
+    update=extend_schema(
+        summary="Replace a movie (curators; needs `version` or If-Match)",
+        parameters=[IF_MATCH],
+        request=MovieWriteSerializer,
+        responses={200: MovieSerializer},
+    ),
+    partial_update=extend_schema(
+        summary="Change some fields of a movie (curators; needs `version` or If-Match)",
+        parameters=[IF_MATCH],
+        request=MovieWriteSerializer,
+        responses={200: MovieSerializer},
+    ),
+    destroy=extend_schema(summary="Delete a movie (curators; If-Match optional)", parameters=[IF_MATCH]),
+)
+class MovieViewSet(viewsets.ModelViewSet):
+    """Movies: anyone reads, curators write; PUT and PATCH are versioned (optimistic concurrency)."""
+
+    queryset = Movie.objects.all()
+    lookup_value_regex = "[0-9]+"
+    serializer_class = MovieSerializer
+    extra_problem_codes = {"PUT": ("409", "412", "428"), "PATCH": ("409", "412", "428"), "DELETE": ("409", "412")}
+
+    def get_queryset(self) -> Any:
+        """Movies with everything their representation shows, prefetched."""
+        return selectors.movie_queryset()
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        """Writes take the write serializer; everything answers with the read serializer."""
+        if self.action in {"create", "update", "partial_update"}:
+            return MovieWriteSerializer
+        return MovieSerializer
+
+    def _represent(self, movie_id: int, status_code: int = status.HTTP_200_OK, **headers: str) -> Response:
+        movie = selectors.movie_detail(movie_id=movie_id)
+        if movie is None:
+            raise NotFound("No such movie: it may have been deleted.")
+        data = MovieSerializer(movie).data
+        return Response(data, status=status_code, headers={"ETag": representation_etag(data), **headers})
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """One movie with a strong ETag; If-None-Match with it gives 304."""
+        response = self._represent(_movie_id(kwargs))
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match and etag_listed(if_none_match, response["ETag"]):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": response["ETag"]})
+        return response
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Create a movie; 201 with Location and ETag."""
+        serializer = MovieWriteSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        movie = serializer.save()
+        location = request.build_absolute_uri(reverse("movie-detail", args=[movie.pk]))
+        return self._represent(movie.pk, status.HTTP_201_CREATED, Location=location)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """PUT or PATCH based on `version` or If-Match: 428 without either, 409 / 412 when stale."""
+        movie_id = _movie_id(kwargs)
+        data = request.data
+        if_match = request.headers.get("If-Match")
+        if if_match is None and "version" not in data:
+            raise PreconditionRequired()
+        instance = Movie.objects.filter(pk=movie_id).only("id", "version").first()
+        if instance is None:
+            raise NotFound("No such movie.")
+        serializer = MovieWriteSerializer(
+            instance, data=data, partial=kwargs.get("partial", False), context=self.get_serializer_context()
+        )
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():
+            if if_match is not None:
+                current = self._check_if_match(movie_id, if_match)
+                serializer.context["expected_version"] = current.version
+            serializer.save()
+        return self._represent(movie_id)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Delete a movie; If-Match or `version` make it conditional."""
+        movie_id = _movie_id(kwargs)
+        if_match = request.headers.get("If-Match")
+        with transaction.atomic():
+            expected = None
+            if if_match is not None:
+                expected = self._check_if_match(movie_id, if_match).version
+            services.movie_delete(movie_id=movie_id, expected_version=expected)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _check_if_match(self, movie_id: int, if_match: str) -> Movie:
+        """Lock the movie and compare If-Match with its current ETag (412 if it differs)."""
+        services.movie_lock(movie_id=movie_id)
+        movie = selectors.movie_detail(movie_id=movie_id)
+        assert movie is not None  # locked above
+        if not etag_listed(if_match, representation_etag(MovieSerializer(movie).data)):
+            raise PreconditionFailed()
+        return movie
+
+
+class LocationOnCreateMixin:
+    """201 answers carry the new resource's URL in Location."""
+
+    basename: str
+
+    def get_success_headers(self, data: Any) -> dict[str, str]:
+        """Location of the created resource."""
+        request: Request = self.request  # type: ignore[attr-defined]
+        return {"Location": request.build_absolute_uri(reverse(f"{self.basename}-detail", args=[data["id"]]))}
+
+
+class GenreViewSet(LocationOnCreateMixin, viewsets.ModelViewSet):
+    """Genres: anyone reads, curators write; a genre in use cannot be deleted (409)."""
+
+    queryset = Genre.objects.all()
+    lookup_value_regex = "[0-9]+"
+    serializer_class = GenreSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    extra_problem_codes = {"DELETE": ("409",)}
+
+    def get_queryset(self) -> Any:
+        """Genres by slug."""
+        return selectors.genre_queryset()
+
+    def perform_destroy(self, instance: Genre) -> None:
+        """Delete through the service, which refuses genres still in use."""
+        services.genre_delete(genre=instance)
+
+
+@extend_schema_view(retrieve=extend_schema(responses={200: PersonDetailSerializer}))
+class PersonViewSet(LocationOnCreateMixin, viewsets.ModelViewSet):
+    """People: anyone reads (the detail lists their films), curators write."""
+
+    queryset = Person.objects.all()
+    lookup_value_regex = "[0-9]+"
+    serializer_class = PersonSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    extra_problem_codes = {"DELETE": ("409",)}
+
+    def get_queryset(self) -> Any:
+        """The detail prefetches films; the list does not need them."""
+        if self.action == "retrieve":
+            return selectors.person_with_films()
+        return selectors.person_queryset()
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        """The detail shows films."""
+        return PersonDetailSerializer if self.action == "retrieve" else PersonSerializer
+
+    def perform_destroy(self, instance: Person) -> None:
+        """Delete through the service, which refuses people still credited."""
+        services.person_delete(person=instance)
