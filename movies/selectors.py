@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.contrib.postgres.fields import ArrayField
+from django.db.models import CharField, Prefetch, QuerySet, TextField
+from django.db.models.expressions import RawSQL
 
-from movies.models import CastMember, Genre, Movie, Person
+from movies.models import CastMember, Genre, Movie, Person, Rating
+from movies.sql import CAST_SQL, DIRECTORS_SQL, GENRES_SQL
 
 
 def movie_queryset() -> QuerySet[Movie]:
-    """Movies with genres, directors and cast prefetched: four queries for any number of movies."""
-    return Movie.objects.prefetch_related(
-        Prefetch("genres", queryset=Genre.objects.only("id", "slug")),
-        Prefetch("directors", queryset=Person.objects.only("id", "name").order_by("name", "id")),
-        Prefetch("cast", queryset=CastMember.objects.select_related("person").order_by("order")),
-    ).defer("search_vector")
+    """Movies annotated with genre slugs and directors' and cast's JSON: one query for any number of movies."""
+    return Movie.objects.defer("search_vector").annotate(
+        genre_slugs=RawSQL(GENRES_SQL, (), output_field=ArrayField(CharField())),  # noqa: S611 (constant SQL)
+        directors_json=RawSQL(DIRECTORS_SQL, (), output_field=TextField()),  # noqa: S611 (constant SQL)
+        cast_json=RawSQL(CAST_SQL, (), output_field=TextField()),  # noqa: S611 (constant SQL)
+    )
 
 
 def movie_detail(*, movie_id: int) -> Movie | None:
@@ -42,3 +45,13 @@ def person_with_films() -> QuerySet[Person]:
 def genre_queryset() -> QuerySet[Genre]:
     """Genres by slug."""
     return Genre.objects.order_by("slug")
+
+
+def rating_queryset(*, user_id: int) -> QuerySet[Rating]:
+    """A user's ratings, most recently set first, each with its movie's id and title (one query per page)."""
+    return (
+        Rating.objects.filter(user_id=user_id)
+        .select_related("movie")
+        .only("id", "score", "created_at", "updated_at", "movie__id", "movie__title")
+        .order_by("-updated_at", "-id")
+    )

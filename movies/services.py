@@ -11,13 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from django.db import IntegrityError, transaction
+import psycopg.errors
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import AuthenticationFailed, NotFound, ValidationError
 
 from movieapi.errors import ProblemError, VersionConflict
-from movies.models import CastMember, Genre, Movie, Person
+from movies.models import CastMember, Genre, Movie, Person, Rating
 
 SCALAR_FIELDS = ("title", "year", "runtime", "overview", "imdb_id")
 
@@ -113,6 +116,9 @@ def movie_update(*, movie_id: int, expected_version: int, data: MovieData) -> in
 def movie_delete(*, movie_id: int, expected_version: int | None = None) -> None:
     """Delete a movie (and its credits and ratings); with expected_version, only if it is still current."""
     with transaction.atomic():
+        # Lock the row before the cascade, as rating writes do: the cascade then sees every committed
+        # rating, and no rater holding the movie waits for a rating row this delete already took (deadlock).
+        Movie.objects.select_for_update().filter(pk=movie_id).values_list("pk").first()
         movies = Movie.objects.filter(pk=movie_id)
         if expected_version is not None:
             movies = movies.filter(version=expected_version)
@@ -156,3 +162,81 @@ def person_delete(*, person: Person) -> None:
         if credits:
             raise StillReferenced(f"The person has {credits} credit(s). Remove them from those movies first.")
         person.delete()
+
+
+# ---- ratings -----------------------------------------------------------------------------------
+#
+# A movie's rating_count and rating_sum change in the same transaction as its rating rows, and
+# every such transaction first locks the movie's row (FOR NO KEY UPDATE): concurrent raters of one
+# movie queue on that lock, so each applies its delta to the aggregate the previous one committed.
+# They never touch `version` or `updated_at`, so a curator's conditional UPDATE still matches.
+
+
+def _rating_add(*, movie_id: int, count: int, total: int) -> None:
+    Movie.objects.filter(pk=movie_id).update(rating_count=F("rating_count") + count, rating_sum=F("rating_sum") + total)
+
+
+def _account_gone(exc: IntegrityError) -> AuthenticationFailed:
+    """A rating by a user deleted while the request ran fails its (deferred) foreign key check at commit."""
+    if isinstance(exc.__cause__, psycopg.errors.ForeignKeyViolation):
+        return AuthenticationFailed("This account no longer exists.")
+    raise exc
+
+
+def rating_set(*, user: AbstractBaseUser, movie_id: int, score: int) -> tuple[Rating, bool]:
+    """Create or change user's rating of a movie; return it and whether it was created (404 if no movie)."""
+    try:
+        with transaction.atomic():
+            movie = movie_lock(movie_id=movie_id)
+            # The movie lock serializes every rating write of this movie, so this read cannot go stale.
+            rating = Rating.objects.filter(user_id=user.pk, movie_id=movie_id).first()
+            created = rating is None
+            if rating is None:
+                rating = Rating.objects.create(user_id=user.pk, movie=movie, score=score)
+                _rating_add(movie_id=movie_id, count=1, total=score)
+            elif rating.score != score:
+                _rating_add(movie_id=movie_id, count=0, total=score - rating.score)
+                rating.score = score
+                rating.save(update_fields=["score", "updated_at"])
+    except IntegrityError as exc:
+        raise _account_gone(exc) from exc
+    rating.movie = movie
+    return rating, created
+
+
+def rating_delete(*, user: AbstractBaseUser, movie_id: int) -> None:
+    """Delete user's rating of a movie (404 if there is no movie or no rating)."""
+    with transaction.atomic():
+        movie_lock(movie_id=movie_id)
+        deleted = Rating.objects.filter(user_id=user.pk, movie_id=movie_id).values_list("score", flat=True).first()
+        if deleted is None:
+            raise NotFound("You have not rated this movie.")
+        Rating.objects.filter(user_id=user.pk, movie_id=movie_id).delete()
+        _rating_add(movie_id=movie_id, count=-1, total=-deleted)
+
+
+def ratings_delete_for_user(*, user_id: int) -> None:
+    """Delete all of a user's ratings and take them out of their movies' aggregates (before deleting the user).
+
+    Lock order: the user's row first, so no new rating of theirs can appear (inserting one needs a key
+    share lock on it); then their movies in id order, like any rater; then one statement deletes the
+    rows and subtracts exactly what it deleted.
+    """
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk").first()
+        movies = Movie.objects.select_for_update(no_key=True, of=("self",)).filter(ratings__user_id=user_id)
+        list(movies.order_by("id").values_list("id", flat=True))
+        with connection.cursor() as cursor:
+            # Table names come from the models, not from input; the user id is a parameter.
+            cursor.execute(
+                f"""
+                WITH gone AS (DELETE FROM {Rating._meta.db_table} WHERE user_id = %s RETURNING movie_id, score),
+                     per_movie AS (SELECT movie_id, count(*) AS n, sum(score) AS total FROM gone GROUP BY movie_id)
+                UPDATE {Movie._meta.db_table} AS movie
+                   SET rating_count = movie.rating_count - per_movie.n,
+                       rating_sum = movie.rating_sum - per_movie.total
+                  FROM per_movie
+                 WHERE movie.id = per_movie.movie_id
+                """,  # noqa: S608
+                [user_id],
+            )

@@ -5,19 +5,24 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from rest_framework import generics, status, viewsets
 from rest_framework.exceptions import NotFound
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
 
 from movieapi.errors import PreconditionFailed, PreconditionRequired
+from movieapi.pagination import MoviePagination
 from movieapi.renderers import dumps
 from movies import selectors, services
+from movies.filters import MovieFilterSet
 from movies.models import Genre, Movie, Person
 from movies.serializers import (
     GenreSerializer,
@@ -25,6 +30,8 @@ from movies.serializers import (
     MovieWriteSerializer,
     PersonDetailSerializer,
     PersonSerializer,
+    RatingSerializer,
+    RatingWriteSerializer,
 )
 
 IF_MATCH = OpenApiParameter(
@@ -87,6 +94,8 @@ class MovieViewSet(viewsets.ModelViewSet):
     queryset = Movie.objects.all()
     lookup_value_regex = "[0-9]+"
     serializer_class = MovieSerializer
+    filterset_class = MovieFilterSet
+    pagination_class = MoviePagination
     extra_problem_codes = {"PUT": ("409", "412", "428"), "PATCH": ("409", "412", "428"), "DELETE": ("409", "412")}
 
     def get_queryset(self) -> Any:
@@ -216,3 +225,75 @@ class PersonViewSet(LocationOnCreateMixin, viewsets.ModelViewSet):
     def perform_destroy(self, instance: Person) -> None:
         """Delete through the service, which refuses people still credited."""
         services.person_delete(person=instance)
+
+
+def _caller(request: Request) -> AbstractBaseUser:
+    """The authenticated user; IsAuthenticated has already refused anonymous requests."""
+    user = request.user
+    assert isinstance(user, AbstractBaseUser)
+    return user
+
+
+MOVIE_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The movie's id.")
+
+
+class RatingView(APIView):
+    """The caller's own rating of one movie: there is no URL for anyone else's."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(summary="Your rating of a movie", parameters=[MOVIE_ID], responses={200: RatingSerializer})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The caller's rating; 404 if they have not rated the movie (or it does not exist)."""
+        movie_id = _movie_id(kwargs)
+        rating = selectors.rating_queryset(user_id=_caller(request).pk).filter(movie_id=movie_id).first()
+        if rating is None:
+            if not Movie.objects.filter(pk=movie_id).exists():
+                raise NotFound("No such movie.")
+            raise NotFound('You have not rated this movie. PUT {"score": 1..10} here to rate it.')
+        return Response(RatingSerializer(rating).data)
+
+    @extend_schema(
+        summary="Rate a movie, or change your rating",
+        parameters=[MOVIE_ID],
+        request=RatingWriteSerializer,
+        responses={200: RatingSerializer, 201: RatingSerializer},
+    )
+    def put(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Set the caller's score: 201 when it creates the rating, 200 when it changes (or repeats) it."""
+        movie_id = _movie_id(kwargs)
+        serializer = RatingWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        rating, created = services.rating_set(
+            user=_caller(request), movie_id=movie_id, score=serializer.validated_data["score"]
+        )
+        if created:
+            return Response(
+                RatingSerializer(rating).data,
+                status=status.HTTP_201_CREATED,
+                headers={"Location": request.build_absolute_uri(request.path)},
+            )
+        return Response(RatingSerializer(rating).data)
+
+    @extend_schema(
+        summary="Withdraw your rating",
+        parameters=[MOVIE_ID],
+        responses={204: OpenApiResponse(description="Rating deleted")},
+    )
+    def delete(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Delete the caller's rating; 404 if there is none."""
+        services.rating_delete(user=_caller(request), movie_id=_movie_id(kwargs))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(get=extend_schema(summary="Your ratings, most recently set first"))
+class MyRatingsView(generics.ListAPIView):
+    """The caller's ratings, paginated, each with its movie's id and title."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = RatingSerializer
+    filter_backends: list[Any] = []
+
+    def get_queryset(self) -> Any:
+        """Only the caller's own ratings."""
+        return selectors.rating_queryset(user_id=_caller(self.request).pk)

@@ -32,7 +32,7 @@ def request(
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     parts = urlsplit(server.url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     try:
         conn.request(
             method,

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_login_returns_a_hashed_expiring_token_that_works(anon: APIClient, curator: User) -> None:
-    response = anon.post("/api/v1/tokens/", {"username": "curator", "password": "a-long-enough-password-2"}, format="json")
+    response = anon.post(
+        "/api/v1/tokens/", {"username": "curator", "password": "a-long-enough-password-2"}, format="json"
+    )
     assert response.status_code == 201, response.json()
     token = response.json()["token"]
     assert response.json()["expiry"]

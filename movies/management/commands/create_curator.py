@@ -42,6 +42,7 @@ class Command(BaseCommand):
         created = user.pk is None
         with transaction.atomic():
             user.set_password(password)
+            user.is_staff = True  # the admin lets in staff only; the group's permissions say what they may do
             if email:
                 user.email = email
             user.save()

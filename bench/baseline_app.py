@@ -1,0 +1,233 @@
+"""The physical limit of this stack: a bare WSGI app (no Django) answering the bench's requests.
+
+It sends the same SQL statements as the API does for each scenario (movies/selectors.py, movies/filters.py,
+movieapi/pagination.py: deferred join, cheap count, one statement per page with the related data as JSON),
+over one persistent psycopg connection per worker, and writes the same JSON with orjson. Only what the
+bench asks is implemented: movie detail and the movie list with page, page_size, search, genre, year_min,
+year_max and ordering. Served with the same gunicorn settings:
+`gunicorn bench.baseline_app:application -c gunicorn.conf.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+import psycopg
+
+from movies.sql import CAST_SQL, DIRECTORS_SQL, GENRES_SQL
+
+# As in movieapi/pagination.py (not imported: it needs Django).
+EXACT_COUNT_LIMIT = 1000
+ESTIMATE_TTL_SECONDS = 10.0
+
+COLUMNS = (
+    "movies_movie.id, movies_movie.title, movies_movie.year, movies_movie.runtime, movies_movie.overview, "
+    "movies_movie.imdb_id, movies_movie.version, movies_movie.rating_count, movies_movie.rating_sum, "
+    "movies_movie.rating_average, movies_movie.created_at, movies_movie.updated_at, "
+    f"{GENRES_SQL} AS genre_slugs, {DIRECTORS_SQL} AS directors_json, {CAST_SQL} AS cast_json"
+)
+ORDERING = {
+    "": "movies_movie.id ASC",
+    "-rating": "movies_movie.rating_average DESC NULLS LAST, movies_movie.id DESC",
+    "rating": "movies_movie.rating_average ASC NULLS LAST, movies_movie.id ASC",
+    "-year": "movies_movie.year DESC, movies_movie.id DESC",
+    "year": "movies_movie.year ASC, movies_movie.id ASC",
+}
+SEARCH_QUERY = "(websearch_to_tsquery('simple'::regconfig, %s) || websearch_to_tsquery('english'::regconfig, %s))"
+
+_connection: psycopg.Connection[Any] | None = None
+_estimate: tuple[float, int] = (0.0, -1)
+
+
+def db() -> psycopg.Connection[Any]:
+    """One persistent connection per worker (gunicorn forks first: opened lazily in the worker)."""
+    global _connection
+    if _connection is None or _connection.closed:
+        _connection = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
+    return _connection
+
+
+def iso(value: Any) -> str:
+    text: str = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def movie(row: tuple[Any, ...]) -> dict[str, Any]:
+    average: Decimal | None = row[9]
+    return {
+        "id": row[0],
+        "title": row[1],
+        "year": row[2],
+        "runtime": row[3],
+        "overview": row[4],
+        "imdb_id": row[5],
+        "genres": row[12],
+        "directors": orjson.loads(row[13]),
+        "cast": orjson.loads(row[14]),
+        "rating": {"average": float(average) if average is not None else None, "count": row[7]},
+        "version": row[6],
+        "created_at": iso(row[10]),
+        "updated_at": iso(row[11]),
+    }
+
+
+def detail(movie_id: int) -> tuple[str, bytes, list[tuple[str, str]]]:
+    row = (
+        db()
+        .execute(
+            f"SELECT {COLUMNS} FROM movies_movie WHERE movies_movie.id = %s ORDER BY movies_movie.id ASC LIMIT 1",
+            [movie_id],
+        )
+        .fetchone()
+    )
+    if row is None:
+        return "404 Not Found", b'{"status":404}', []
+    body = orjson.dumps(movie(row), option=orjson.OPT_UTC_Z)
+    etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+    return "200 OK", body, [("ETag", etag)]
+
+
+def table_estimate() -> int:
+    global _estimate
+    now = time.monotonic()
+    if now - _estimate[0] >= ESTIMATE_TTL_SECONDS:
+        row = db().execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", ["movies_movie"])
+        _estimate = (now, int(row.fetchone()[0]))  # type: ignore[index]
+    return _estimate[1]
+
+
+def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tuple[str, str]]]:
+    page = int(query.get("page", ["1"])[0])
+    size = int(query.get("page_size", ["20"])[0])
+    offset = (page - 1) * size
+    where: list[str] = []
+    params: list[Any] = []
+    order = ORDERING[query.get("ordering", [""])[0]]
+    rank_sql, rank_params = "", []
+    if "genre" in query:
+        slugs = [slug for value in query["genre"] for slug in value.split(",")]
+        genre_ids = dict(db().execute("SELECT slug, id FROM movies_genre WHERE slug = ANY(%s)", [slugs]).fetchall())
+        for slug in slugs:
+            where.append(
+                "EXISTS(SELECT 1 FROM movies_movie_genres U0 WHERE U0.genre_id = %s AND U0.movie_id = movies_movie.id)"
+            )
+            params.append(genre_ids[slug])
+    for name, op in (("year_min", ">="), ("year_max", "<=")):
+        if name in query:
+            where.append(f"movies_movie.year {op} %s")
+            params.append(int(query[name][0]))
+    if "search" in query:
+        text = query["search"][0]
+        condition = " AND ".join([*where, f"movies_movie.search_vector @@ {SEARCH_QUERY}"])
+        found = (
+            db().execute(f"SELECT 1 AS a FROM movies_movie WHERE {condition} LIMIT 1", [*params, text, text]).fetchone()
+        )
+        if found:
+            where.append(f"movies_movie.search_vector @@ {SEARCH_QUERY}")
+            params += [text, text]
+            rank_sql = (
+                f"(ts_rank(movies_movie.search_vector, {SEARCH_QUERY}) + word_similarity(%s, movies_movie.title))"
+            )
+            rank_params = [text, text, text]
+        else:
+            where.append("movies_movie.title %%> %s")
+            params.append(text)
+            rank_sql, rank_params = "word_similarity(%s, movies_movie.title)", [text]
+        if "ordering" not in query:
+            order = f"{rank_sql} DESC, movies_movie.id ASC"
+    order_params = rank_params if "ordering" not in query and rank_sql else []
+    if not where:
+        rows = (
+            db()
+            .execute(
+                f"SELECT {COLUMNS} FROM movies_movie WHERE movies_movie.id IN "
+                f"(SELECT movies_movie.id FROM movies_movie ORDER BY {order} LIMIT %s OFFSET %s) ORDER BY {order}",
+                [size + 1, offset],
+            )
+            .fetchall()
+        )
+    else:
+        condition = " AND ".join(where)
+        ids = [
+            row[0]
+            for row in db().execute(
+                f"SELECT movies_movie.id FROM movies_movie WHERE {condition} ORDER BY {order} LIMIT %s OFFSET %s",
+                [*params, *order_params, size + 1, offset],
+            )
+        ]
+        rows = (
+            db()
+            .execute(
+                f"SELECT {COLUMNS} FROM movies_movie WHERE {condition} AND movies_movie.id = ANY(%s) ORDER BY {order}",
+                [*params, ids, *order_params],
+            )
+            .fetchall()
+            if ids
+            else []
+        )
+    has_next = len(rows) > size
+    rows = rows[:size]
+    estimated = False
+    if not has_next:
+        count = offset + len(rows)
+    elif not where and table_estimate() > EXACT_COUNT_LIMIT:
+        count, estimated = max(table_estimate(), offset + size + 1), True
+    else:
+        condition = " AND ".join(where) or "TRUE"
+        plan = (
+            db()
+            .execute(f"EXPLAIN (FORMAT JSON) SELECT movies_movie.id FROM movies_movie WHERE {condition}", params)
+            .fetchone()[0]  # type: ignore[index]
+        )
+        estimate = int(plan[0]["Plan"]["Plan Rows"])
+        count, estimated = max(estimate, offset + size + 1), True
+    if estimated and where and estimate <= EXACT_COUNT_LIMIT:
+        count = (
+            db()
+            .execute(
+                f"SELECT count(*) FROM (SELECT movies_movie.id FROM movies_movie WHERE {condition} LIMIT %s) s",
+                [*params, EXACT_COUNT_LIMIT + 1],
+            )
+            .fetchone()[0]  # type: ignore[index]
+        )
+        estimated = count > EXACT_COUNT_LIMIT
+        if estimated:
+            count = max(estimate, count, offset + size + 1)
+    base = url.split("?")[0]
+    body = {
+        "count": count,
+        "count_is_estimate": estimated,
+        "next": f"{base}?page={page + 1}&page_size={size}" if has_next else None,
+        "previous": f"{base}?page={page - 1}&page_size={size}" if page > 1 else None,
+        "results": [movie(row) for row in rows],
+    }
+    return "200 OK", orjson.dumps(body, option=orjson.OPT_UTC_Z), []
+
+
+DETAIL = re.compile(r"^/api/v1/movies/([0-9]+)/$")
+
+
+def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """Route the bench's paths."""
+    path = environ.get("PATH_INFO", "")
+    headers: list[tuple[str, str]]
+    if path == "/healthz":
+        status, body, headers = "200 OK", b'{"status":"ok"}', []
+    elif match := DETAIL.match(path):
+        status, body, headers = detail(int(match.group(1)))
+    elif path == "/api/v1/movies/":
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        url = f"http://{environ.get('HTTP_HOST', 'localhost')}{path}"
+        status, body, headers = listing(query, url)
+    else:
+        status, body, headers = "404 Not Found", b'{"status":404}', []
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers])
+    return [body]

@@ -1,0 +1,359 @@
+"""`make bench`: the API against the bare-WSGI limit of the same stack, on a generated million-movie catalogue.
+
+1. Builds (once; reused while it holds BENCH_MOVIES movies) the database `movieapi_bench` on the
+   DATABASE_URL server (or the embedded one) with `manage.py migrate` and `generate_movies`.
+2. Starts `gunicorn bench.baseline_app` and then `gunicorn movieapi.wsgi`, both with `-c gunicorn.conf.py`
+   and WEB_CONCURRENCY workers, and drives each scenario with wrk (a separate process, Lua scripts).
+3. Prints req/s, p50 and p99 per scenario, the ratio to the baseline, the targets, and the EXPLAIN plans
+   of the SQL the API sends for the list scenarios (bench/results/).
+
+Environment: BENCH_MOVIES (1000000), BENCH_SEED (42), BENCH_DURATION (seconds per scenario, 10),
+BENCH_CONNECTIONS (16), BENCH_THREADS (1), WEB_CONCURRENCY (4), DATABASE_URL, REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+PYTHON = sys.executable
+MOVIES = int(os.environ.get("BENCH_MOVIES", "1000000"))
+SEED = int(os.environ.get("BENCH_SEED", "42"))
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))
+WORKERS = os.environ.get("WEB_CONCURRENCY", "4")
+DB_NAME = os.environ.get("BENCH_DATABASE", "movieapi_bench")
+SECRET = "bench-secret-key-not-for-production-0123456789abcdefghij"  # noqa: S105 (local bench server only)
+CURATOR_PASSWORD = "Kq7-zebra-Lantern-92x"  # noqa: S105 (a throwaway local account)
+GENEROUS = "1000000000/min"
+
+# What people type: title words, two-word titles, one typo. The generated overviews reuse a small set of
+# phrases ("a detective", "a dangerous secret"), so their words match 10-20% of the catalogue: see README.
+SEARCHES = [
+    "matrx",
+    "lost kingdom",
+    "silent river",
+    "golden sword",
+    "iron wolf",
+    "crimson moon",
+    "dragon heist",
+    "matrix reloaded",
+    "broken mirror",
+    "midnight train",
+]
+FILTERS = [
+    "genre=drama&year_min=1990&year_max=2000&ordering=-rating",
+    "genre=comedy&year_min=2000&year_max=2010&ordering=-rating",
+    "genre=action,thriller&year_min=1980&year_max=2020&ordering=-rating",
+    "genre=horror&year_min=1970&year_max=1999&ordering=-rating",
+]
+
+
+@dataclass
+class Scenario:
+    name: str
+    script: str
+    paths: list[str]
+    method_note: str = ""
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+def server_url() -> str:
+    base = os.environ.get("DATABASE_URL", "")
+    if base:
+        return base
+    sys.path.insert(0, str(ROOT))
+    from movieapi.embedded_db import embedded_database_url
+
+    return embedded_database_url(ROOT / ".data" / "postgres")
+
+
+def with_db(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def prepare_database(env: dict[str, str], admin_url: str, bench_url: str) -> None:
+    """Create, migrate and fill the bench database unless it already holds exactly MOVIES movies."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    manage(env, "migrate", "--no-input", "-v0")
+    with psycopg.connect(bench_url) as conn:
+        have = conn.execute("SELECT count(*) FROM movies_movie").fetchone()[0]  # type: ignore[index]
+    if have == MOVIES:
+        log(f"reusing {DB_NAME}: {have} movies")
+        return
+    if have:
+        log(f"{DB_NAME} holds {have} movies, not {MOVIES}: rebuilding it")
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{DB_NAME}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        manage(env, "migrate", "--no-input", "-v0")
+    started = time.monotonic()
+    manage(env, "generate_movies", "--count", str(MOVIES), "--seed", str(SEED))
+    log(f"generated {MOVIES} movies in {time.monotonic() - started:.0f}s")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_gunicorn(app: str, env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    server_env = {**env, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": WORKERS}
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [PYTHON, "-m", "gunicorn", app, "-c", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=server_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{app} exited early:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return process, url
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    stop(process)
+    raise RuntimeError(f"{app} did not start:\n{log_path.read_text()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(url: str, scenario: Scenario, env: dict[str, str], duration: int) -> Result:
+    """Run wrk with the scenario's Lua script; parse req/s and the latency percentiles."""
+    paths_file = RESULTS / f"paths-{scenario.name}.txt"
+    paths_file.write_text("\n".join(scenario.paths) + "\n")
+    command = [
+        "wrk",
+        f"-t{THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        str(BENCH / "lua" / scenario.script),
+        url,
+    ]
+    output = subprocess.run(
+        command, env={**env, "BENCH_PATHS": str(paths_file)}, capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    errors = 0
+    for pattern in (r"Non-2xx or 3xx responses:\s+(\d+)", r"Socket errors:.*?timeout (\d+)"):
+        match = re.search(pattern, output)
+        if match:
+            errors += int(match.group(1))
+    return Result(rps=rps, p50_ms=p50, p99_ms=p99, errors=errors)
+
+
+def fetch(url: str, method: str = "GET", body: dict[str, str] | None = None) -> dict[str, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def scenarios(max_id: int) -> list[Scenario]:
+    rng = random.Random(SEED)
+    detail = [f"/api/v1/movies/{rng.randint(1, max_id)}/" for _ in range(5000)]
+    return [
+        Scenario("detail", "paths.lua", detail),
+        Scenario("list page 1 (20)", "paths.lua", ["/api/v1/movies/"]),
+        Scenario("list page 1 (100)", "paths.lua", ["/api/v1/movies/?page_size=100"]),
+        Scenario("list page 500 (20)", "paths.lua", ["/api/v1/movies/?page=500"]),
+        Scenario("search", "paths.lua", ["/api/v1/movies/?search=" + s.replace(" ", "+") for s in SEARCHES]),
+        Scenario("filter genre+year, -rating", "paths.lua", ["/api/v1/movies/?" + f for f in FILTERS]),
+    ]
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        if os.geteuid() == 0 and shutil.which("apt-get"):
+            subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+        else:
+            print("wrk is missing: install it (Debian: apt-get install wrk) and rerun.", file=sys.stderr)
+            return 2
+    RESULTS.mkdir(exist_ok=True)
+    admin_url = server_url()
+    bench_url = with_db(admin_url, DB_NAME)
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_url,
+        "DJANGO_SECRET_KEY": SECRET,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_HTTPS": "0",
+        "LOG_LEVEL": "WARNING",
+        "GUNICORN_ACCESS_LOG": "",
+        "THROTTLE_ANON_RATE": GENEROUS,
+        "THROTTLE_USER_RATE": GENEROUS,
+        "THROTTLE_AUTH_RATE": GENEROUS,
+        "THROTTLE_GLOBAL_RATE": "100000000/s",
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"),
+        "PYTHONPATH": str(ROOT),
+    }
+    prepare_database(env, admin_url, bench_url)
+    with psycopg.connect(bench_url) as conn:
+        max_id = conn.execute("SELECT max(id) FROM movies_movie").fetchone()[0]  # type: ignore[index]
+    env["BENCH_MAX_ID"] = str(max_id)
+    all_scenarios = scenarios(max_id)
+    results: dict[str, dict[str, Result]] = {"baseline": {}, "django": {}}
+
+    for label, app in (("baseline", "bench.baseline_app:application"), ("django", "movieapi.wsgi")):
+        process, url = start_gunicorn(app, env, RESULTS / f"gunicorn-{label}.log")
+        try:
+            for scenario in all_scenarios:
+                wrk(url, scenario, env, 2)  # warm-up: caches, prepared statements, connections
+                results[label][scenario.name] = result = wrk(url, scenario, env, DURATION)
+                log(
+                    f"{label:8} {scenario.name:28} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
+                    f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+                )
+            if label == "django":
+                results[label]["PATCH (current version)"] = patch_scenario(url, env, bench_url)
+        finally:
+            stop(process)
+
+    explain = subprocess.run(
+        [PYTHON, str(BENCH / "explain.py"), *(s.paths[0] for s in all_scenarios[1:])],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (RESULTS / "explain.txt").write_text(explain)
+    report = render(results)
+    (RESULTS / "report.md").write_text(report)
+    print(report)
+    print(f"EXPLAIN plans of the list scenarios: {RESULTS / 'explain.txt'}")
+    return 0
+
+
+def patch_scenario(url: str, env: dict[str, str], bench_url: str) -> Result:
+    """PATCH with the current version, as a curator created for the run."""
+    manage(env, "create_curator", "bench-curator", "--password", CURATOR_PASSWORD)
+    token = fetch(url + "/api/v1/tokens/", "POST", {"username": "bench-curator", "password": CURATOR_PASSWORD})
+    with psycopg.connect(bench_url) as conn:
+        rows = conn.execute(
+            "SELECT id, version FROM movies_movie WHERE id %% 37 = %s ORDER BY id LIMIT 20000",
+            [random.Random().randrange(37)],
+        ).fetchall()
+    versions = RESULTS / "versions.txt"
+    versions.write_text("".join(f"{movie_id} {version}\n" for movie_id, version in rows))
+    patch_env = {**env, "BENCH_VERSIONS": str(versions), "BENCH_TOKEN": str(token["token"])}
+    result = wrk(url, Scenario("patch", "patch.lua", []), patch_env, DURATION)
+    log(
+        f"django   PATCH (current version)          {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
+        f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+    )
+    return result
+
+
+TARGETS = {
+    "detail": ("baseline", 0.5),
+    "list page 1 (20)": ("baseline", 0.5),
+    "list page 1 (100)": ("baseline", 0.35),
+}
+
+
+def render(results: dict[str, dict[str, Result]]) -> str:
+    django, baseline = results["django"], results["baseline"]
+    page1 = django["list page 1 (20)"]
+    lines = [
+        f"{MOVIES} movies, wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION}s, gunicorn -w {WORKERS} (sync), "
+        f"{os.cpu_count()} CPUs",
+        "",
+        "| scenario | Django req/s | p50 ms | p99 ms | errors | baseline req/s | baseline p99 ms | ratio | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, result in django.items():
+        base = baseline.get(name)
+        ratio = f"{result.rps / base.rps:.2f}" if base else "-"
+        target, ok = "", True
+        if name in TARGETS:
+            minimum = TARGETS[name][1]
+            ok = base is not None and result.rps >= minimum * base.rps
+            target = f"≥{minimum:.0%} of baseline"
+        elif name in ("search", "filter genre+year, -rating"):
+            ok = result.p99_ms <= 3 * page1.p99_ms
+            target = f"p99 ≤3x list p99 ({result.p99_ms / page1.p99_ms:.1f}x)"
+        elif name == "list page 500 (20)":
+            ok = result.p99_ms <= 1.5 * page1.p99_ms
+            target = f"p99 ≤1.5x page 1 ({result.p99_ms / page1.p99_ms:.2f}x)"
+        elif name.startswith("PATCH"):
+            ratio = f"{result.rps / django['detail'].rps:.2f} of detail"
+            ok = result.rps >= 0.6 * django["detail"].rps
+            target = "≥60% of detail GET"
+        mark = ("met" if ok else "MISSED") if target else ""
+        lines.append(
+            f"| {name} | {result.rps:.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.errors} | "
+            f"{base.rps if base else 0:.0f} | {base.p99_ms if base else 0:.2f} | {ratio} | {target} {mark} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Prometheus metrics: requests by route and status, latency, version conflicts; served at /metrics.
+
+Under gunicorn every worker is its own process, so the counters live in files under
+PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py sets it before any worker imports this module) and
+/metrics adds up the files of all workers, the live ones and the dead ones. Any Counter defined
+elsewhere (the throttles' refusal and store-error counters) is collected the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+REQUESTS = Counter(
+    "movieapi_http_requests_total",
+    "HTTP requests answered, by method, route and status.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "movieapi_http_request_duration_seconds",
+    "Time from the first middleware to the response, by method, route and status.",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+VERSION_CONFLICTS = Counter(
+    "movieapi_version_conflicts_total",
+    "Movie writes refused because they were based on an old version (409) or a stale ETag (412).",
+    ["status"],
+)
+UNMATCHED_ROUTE = "<unmatched>"
+# The routers' regex routes read like the OpenAPI paths: (?P<pk>[0-9]+) becomes {pk}.
+_REGEX_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+
+
+def route_label(request: HttpRequest) -> str:
+    """The URL pattern that served the request (never the raw path, whose ids would explode the label set)."""
+    match = getattr(request, "resolver_match", None)
+    if match is None or not match.route:
+        return UNMATCHED_ROUTE
+    return "/" + _REGEX_GROUP.sub(r"{\1}", match.route.replace("^", "").replace("$", ""))
+
+
+class MetricsMiddleware:
+    """Count and time every request by route and status."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        labels = (request.method or "", route_label(request), str(response.status_code))
+        REQUESTS.labels(*labels).inc()
+        LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        return response
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """The Prometheus text exposition of every worker's metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -1,0 +1,477 @@
+"""Rate limits: the anon, user, auth and global scopes, decided together in one atomic step on a shared store.
+
+Algorithm: a fixed window per bucket that starts at the bucket's first request (not at a clock boundary)
+and lasts the rate's period. A request passes only if every applicable scope still has room; then, and
+only then, it counts in all of them. So in any one window no more than the limit passes, whatever the
+concurrency, and a refused request costs nothing. The burst this allows: a client that spends its whole
+quota at the end of one window can spend it again right after, i.e. up to 2x the limit over a span of
+one period that straddles two windows. See README.md, "Rate limiting", for why that trade was made.
+
+The store is Redis (REDIS_URL; one EVALSHA per request) or, without it, an UNLOGGED PostgreSQL table
+(one short transaction per request). If the store fails, the request is served, the failure is logged
+and counted, and the store is tried again a second later.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import math
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import redis
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connections
+from prometheus_client import Counter
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
+
+from movieapi.client_ip import client_ip, rate_limit_bucket
+
+if TYPE_CHECKING:
+    # rest_framework.views reads DEFAULT_THROTTLE_CLASSES, i.e. this module, when it is imported.
+    from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+STORE_ERRORS = Counter(
+    "movieapi_throttle_store_errors_total",
+    "Rate-limit decisions that failed because the store did not answer; those requests were served.",
+    ["store"],
+)
+UNCHECKED = Counter(
+    "movieapi_throttle_unchecked_total",
+    "Requests served without a rate-limit decision because the store was failing.",
+)
+REFUSALS = Counter("movieapi_throttle_refusals_total", "Requests refused with 429, by refusing scope.", ["scope"])
+# Every series exists from the start at 0, so rate() and alerts work before the first event.
+for _store in ("redis", "postgresql"):
+    STORE_ERRORS.labels(_store)
+for _scope in ("anon", "user", "auth", "global"):
+    REFUSALS.labels(_scope)
+
+# After a store failure, requests skip the store for this long (per process) instead of each waiting
+# for a timeout; the first request after it tries again, so limits come back without a restart.
+RETRY_STORE_AFTER = 1.0
+REDIS_TIMEOUT = 0.2  # seconds, for connecting and for each reply
+
+_DECISION_ATTR = "_movieapi_throttle_decision"
+
+
+# ---- rates -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rate:
+    limit: int
+    window: int  # seconds
+
+
+_RATE_RE = re.compile(r"^(\d+)/(\d*)(s|sec|second|m|min|minute|h|hour|d|day)s?$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@functools.lru_cache(maxsize=64)
+def parse_rate(text: str | None) -> Rate | None:
+    """Read "100/min", "2000/s" or "5/10s"; None, "" or "off" switch the scope off."""
+    value = (text or "").strip().lower().replace(" ", "")
+    if value in {"", "off", "none"}:
+        return None
+    match = _RATE_RE.match(value)
+    if match is None:
+        raise ImproperlyConfigured(f"Bad rate {text!r}: use N/s, N/min, N/hour, N/day or N/<k><unit> like 5/10s.")
+    count, multiplier, unit = match.groups()
+    window = int(multiplier or 1) * _UNIT_SECONDS[unit[0]]
+    if window <= 0:
+        raise ImproperlyConfigured(f"Bad rate {text!r}: the period must be at least one second.")
+    return Rate(limit=int(count), window=window)
+
+
+# ---- decisions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """One scope's bucket for this request."""
+
+    scope: str
+    bucket: str
+    rate: Rate
+
+
+@dataclass(frozen=True)
+class ScopeState:
+    """Where one scope stands after the decision."""
+
+    scope: str
+    rate: Rate
+    allowed: bool  # this scope had room (the request may still be refused by another scope)
+    remaining: int
+    reset: int  # whole seconds until this window ends, at least 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    states: tuple[ScopeState, ...]  # empty when the store could not be asked
+    checks: tuple[Check, ...]
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds until every scope that refused has a fresh window."""
+        return max((state.reset for state in self.states if not state.allowed), default=1)
+
+
+def build_decision(checks: list[Check], allowed: bool, counts: list[tuple[int, int]]) -> Decision:
+    """Turn the store's answer, (hits, ms left in the window) per check, into per-scope states."""
+    states = []
+    for check, (hits, ttl_ms) in zip(checks, counts, strict=True):
+        # On success hits includes this request; on refusal it is the count the window already holds.
+        scope_allowed = hits <= check.rate.limit if allowed else hits < check.rate.limit
+        states.append(
+            ScopeState(
+                scope=check.scope,
+                rate=check.rate,
+                allowed=scope_allowed,
+                remaining=max(0, check.rate.limit - hits),
+                reset=max(1, math.ceil(ttl_ms / 1000)),
+            )
+        )
+    return Decision(allowed=allowed, states=tuple(states), checks=tuple(checks))
+
+
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
+    """RateLimit-Policy and RateLimit as structured-field lists (draft-ietf-httpapi-ratelimit-headers-10)."""
+    headers = {
+        "RateLimit-Policy": ", ".join(
+            f'"{check.scope}";q={check.rate.limit};w={check.rate.window}' for check in decision.checks
+        )
+    }
+    if decision.states:
+        headers["RateLimit"] = ", ".join(
+            f'"{state.scope}";r={state.remaining};t={state.reset}' for state in decision.states
+        )
+    return headers
+
+
+# ---- stores ------------------------------------------------------------------------------------
+
+
+class StoreUnavailable(Exception):
+    """The store could not make a decision."""
+
+
+class Store:
+    """A shared counter store; decide() is one atomic step for all checks of a request."""
+
+    name = "store"
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._retry_at = 0.0
+
+    def key(self, check: Check) -> str:
+        # The window is part of the key, so changing a rate starts fresh buckets instead of
+        # inheriting a window of another length.
+        return f"{self.prefix}{check.scope}:{check.rate.window}:{check.bucket}"
+
+    def decide(self, checks: list[Check]) -> Decision | None:
+        """The decision for these checks, or None (serve the request) if the store is failing."""
+        if time.monotonic() < self._retry_at:
+            UNCHECKED.inc()
+            return None
+        try:
+            allowed, counts = self._decide(checks)
+        except StoreUnavailable as exc:
+            STORE_ERRORS.labels(self.name).inc()
+            UNCHECKED.inc()
+            self._retry_at = time.monotonic() + RETRY_STORE_AFTER
+            logger.error("rate-limit store %s unavailable, serving without limits: %s", self.name, exc)
+            return None
+        self._retry_at = 0.0
+        return build_decision(checks, allowed, counts)
+
+    def _decide(self, checks: list[Check]) -> tuple[bool, list[tuple[int, int]]]:
+        raise NotImplementedError
+
+
+# KEYS: one counter per scope. ARGV: limit and window (ms) for each key, in order.
+# Every window is checked before any is counted, so a request refused by one scope consumes nothing.
+# A window starts with the first request counted in it (PEXPIRE when INCR returns 1).
+_REDIS_SCRIPT = """
+local allowed = 1
+local result = {}
+for i, key in ipairs(KEYS) do
+  local ttl = redis.call('PTTL', key)
+  local hits = 0
+  if ttl >= 0 then
+    hits = tonumber(redis.call('GET', key))
+  else
+    if ttl == -1 then redis.call('DEL', key) end
+    ttl = tonumber(ARGV[2 * i])
+  end
+  if hits >= tonumber(ARGV[2 * i - 1]) then allowed = 0 end
+  result[2 * i] = hits
+  result[2 * i + 1] = ttl
+end
+if allowed == 1 then
+  for i, key in ipairs(KEYS) do
+    local hits = redis.call('INCR', key)
+    if hits == 1 then redis.call('PEXPIRE', key, ARGV[2 * i]) end
+    result[2 * i] = hits
+  end
+end
+result[1] = allowed
+return result
+"""
+
+
+class RedisStore(Store):
+    """Counters in Redis: one EVALSHA per request, whatever the number of scopes."""
+
+    name = "redis"
+
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__(prefix)
+        self.url = url
+        self.sha = hashlib.sha1(_REDIS_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+        self.client: redis.Redis | None = None
+
+    def _connect(self) -> redis.Redis:
+        # One connection per process, not a pool: a sync worker sends one command at a time, and the
+        # pool's bookkeeping cost as much CPU as the command itself. Short timeouts; one immediate retry
+        # on a broken connection (Redis restarted), none on a timeout: a slow Redis must not hold
+        # requests up.
+        return redis.Redis.from_url(
+            self.url,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            health_check_interval=0,
+            single_connection_client=True,
+        )
+
+    def _decide(self, checks: list[Check]) -> tuple[bool, list[tuple[int, int]]]:
+        args: list[str | int] = [self.key(check) for check in checks]
+        for check in checks:
+            args += [check.rate.limit, check.rate.window * 1000]
+        try:
+            if self.client is None:
+                self.client = self._connect()
+            try:
+                reply = self.client.evalsha(self.sha, len(checks), *args)
+            except redis.exceptions.NoScriptError:  # a restarted Redis has forgotten the script
+                self.client.script_load(_REDIS_SCRIPT)
+                reply = self.client.evalsha(self.sha, len(checks), *args)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        values = [int(value) for value in reply]
+        return values[0] == 1, [(values[2 * i + 1], values[2 * i + 2]) for i in range(len(checks))]
+
+
+PG_TABLE = "movieapi_throttle_counter"
+# UNLOGGED: counters need no crash safety or replication, and skipping the WAL makes each write cheap.
+# Created on first use rather than by a migration: it is not a model, and rate limits must not
+# depend on the migration order of the catalogue app.
+_PG_CREATE = """
+CREATE UNLOGGED TABLE IF NOT EXISTS movieapi_throttle_counter (
+    key text PRIMARY KEY,
+    hits integer NOT NULL,
+    expires_at timestamptz NOT NULL
+)
+"""
+# Lock every bucket of the request (in key order, so concurrent requests cannot deadlock), opening a
+# new window where the old one has ended, and read the counts; the row locks make check-then-count
+# in the same transaction atomic.
+_PG_LOCK = """
+INSERT INTO movieapi_throttle_counter AS c (key, hits, expires_at)
+SELECT key, 0, clock_timestamp() + make_interval(secs => win)
+FROM unnest(%(keys)s::text[], %(windows)s::int[]) AS i(key, win) ORDER BY key
+ON CONFLICT (key) DO UPDATE SET
+    hits = CASE WHEN c.expires_at <= clock_timestamp() THEN 0 ELSE c.hits END,
+    expires_at = CASE WHEN c.expires_at <= clock_timestamp() THEN excluded.expires_at ELSE c.expires_at END
+RETURNING c.key, c.hits, ceil(extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint
+"""
+_PG_COUNT = "UPDATE movieapi_throttle_counter SET hits = hits + 1 WHERE key = ANY(%(keys)s::text[])"
+_PG_PURGE = "DELETE FROM movieapi_throttle_counter WHERE expires_at < clock_timestamp() - interval '1 minute'"
+
+
+class PostgresStore(Store):
+    """Counters in an UNLOGGED PostgreSQL table, through the request's own database connection."""
+
+    name = "postgresql"
+
+    def __init__(self, prefix: str, alias: str = "default") -> None:
+        super().__init__(prefix)
+        self.alias = alias
+
+    def _decide(self, checks: list[Check]) -> tuple[bool, list[tuple[int, int]]]:
+        try:
+            try:
+                return self._transaction(checks)
+            except psycopg.errors.UndefinedTable:
+                self._create_table()
+                return self._transaction(checks)
+        except (psycopg.Error, DatabaseError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def _raw(self) -> psycopg.Connection[Any]:
+        # The raw psycopg connection under Django's: no second connection per worker, and the
+        # statements stay out of Django's query log (tests pin query counts per request). Throttles run
+        # before the view, outside any transaction (ATOMIC_REQUESTS is off), so each decision commits
+        # on its own and holds its row locks only for its own two statements.
+        wrapper = connections[self.alias]
+        wrapper.ensure_connection()
+        raw: psycopg.Connection[Any] = wrapper.connection
+        return raw
+
+    def _transaction(self, checks: list[Check]) -> tuple[bool, list[tuple[int, int]]]:
+        keys = [self.key(check) for check in checks]
+        raw = self._raw()
+        with raw.transaction(), raw.cursor() as cursor:
+            cursor.execute(_PG_LOCK, {"keys": keys, "windows": [check.rate.window for check in checks]})
+            rows = {key: (int(hits), int(ttl_ms)) for key, hits, ttl_ms in cursor.fetchall()}
+            counts = [rows[key] for key in keys]
+            allowed = all(hits < check.rate.limit for check, (hits, _) in zip(checks, counts, strict=True))
+            if allowed:
+                cursor.execute(_PG_COUNT, {"keys": keys})
+                counts = [(hits + 1, ttl_ms) for hits, ttl_ms in counts]
+        if random.random() < 0.001:  # noqa: S311 - only spreads the clean-up of expired buckets
+            with raw.transaction(), raw.cursor() as cursor:
+                cursor.execute(_PG_PURGE)
+        return allowed, counts
+
+    def _create_table(self) -> None:
+        raw = self._raw()
+        with raw.transaction(), raw.cursor() as cursor:
+            # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog; serialise them.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [PG_TABLE])
+            cursor.execute(_PG_CREATE)
+
+
+_stores: dict[tuple[int, str, str], Store] = {}
+
+
+def get_store() -> Store:
+    """The store for this process (one per forked worker: connections must not cross a fork)."""
+    url, prefix = settings.REDIS_URL, settings.THROTTLE_KEY_PREFIX
+    key = (os.getpid(), url, prefix)
+    store = _stores.get(key)
+    if store is None:
+        store = RedisStore(url, prefix) if url else PostgresStore(prefix)
+        _stores[key] = store
+    return store
+
+
+# ---- DRF throttles -----------------------------------------------------------------------------
+
+
+class ScopeThrottle(BaseThrottle):
+    """One scope of the request's shared decision; subclasses say which bucket a request counts in."""
+
+    scope = ""
+    _wait: int | None = None
+
+    def bucket(self, request: Request, view: APIView) -> str | None:
+        """The bucket this request counts in for this scope, or None if the scope does not apply."""
+        raise NotImplementedError
+
+    def rate(self) -> Rate | None:
+        """This scope's rate from DEFAULT_THROTTLE_RATES; None if switched off."""
+        return parse_rate(api_settings.DEFAULT_THROTTLE_RATES.get(self.scope))
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        """Read this scope's verdict from the decision made once for all the view's scopes."""
+        decision = request_decision(request, view)
+        if decision is None:
+            return True
+        state = next((state for state in decision.states if state.scope == self.scope), None)
+        if state is None or state.allowed:
+            return True
+        self._wait = decision.retry_after
+        return False
+
+    def wait(self) -> int | None:
+        """Whole seconds until a request would pass again (DRF sends it as Retry-After)."""
+        return self._wait
+
+
+class AnonScopeThrottle(ScopeThrottle):
+    """Anonymous requests, per client IP."""
+
+    scope = "anon"
+
+    def bucket(self, request: Request, view: APIView) -> str | None:
+        """The client's address bucket, for anonymous requests only."""
+        if request.user and request.user.is_authenticated:
+            return None
+        return rate_limit_bucket(client_ip(request._request))
+
+
+class UserScopeThrottle(ScopeThrottle):
+    """Authenticated requests, per user."""
+
+    scope = "user"
+
+    def bucket(self, request: Request, view: APIView) -> str | None:
+        """The user's id, for authenticated requests only."""
+        if request.user and request.user.is_authenticated:
+            return str(request.user.pk)
+        return None
+
+
+class AuthScopeThrottle(ScopeThrottle):
+    """Views with `throttle_scope = "auth"` (log in, register), per client IP."""
+
+    scope = "auth"
+
+    def bucket(self, request: Request, view: APIView) -> str | None:
+        """The client's address bucket, on views that opt into the auth scope."""
+        if getattr(view, "throttle_scope", None) != self.scope:
+            return None
+        return rate_limit_bucket(client_ip(request._request))
+
+
+class GlobalScopeThrottle(ScopeThrottle):
+    """Every request together."""
+
+    scope = "global"
+
+    def bucket(self, request: Request, view: APIView) -> str | None:
+        """One bucket for everyone."""
+        return "all"
+
+
+def request_decision(request: Request, view: APIView) -> Decision | None:
+    """Decide once per request for every scope the view applies, and put the headers on its answer."""
+    if hasattr(request, _DECISION_ATTR):
+        decision: Decision | None = getattr(request, _DECISION_ATTR)
+        return decision
+    checks = []
+    for throttle in view.get_throttles():
+        if isinstance(throttle, ScopeThrottle):
+            rate = throttle.rate()
+            bucket = throttle.bucket(request, view) if rate is not None else None
+            if rate is not None and bucket is not None:
+                checks.append(Check(throttle.scope, bucket, rate))
+    decision = get_store().decide(checks) if checks else None
+    setattr(request, _DECISION_ATTR, decision)
+    if checks:
+        # DRF copies view.headers onto the final response, the 429 included.
+        view.headers.update(rate_limit_headers(decision or Decision(True, (), tuple(checks))))
+    if decision is not None and not decision.allowed:
+        for state in decision.states:
+            if not state.allowed:
+                REFUSALS.labels(state.scope).inc()
+    return decision

@@ -1,0 +1,430 @@
+"""The curators' admin: every movie write goes through `movies.services`, with the version check.
+
+The change form carries the version it was opened at (`based_on_version`, hidden). Saving calls
+`services.movie_update` once with that version, so the movie fields, genres, directors and cast
+move to version + 1 together; if someone saved in between, the form shows the conflict and the
+current version, and nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import models
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.functional import cached_property
+from rest_framework.exceptions import NotFound
+
+from movieapi.errors import VersionConflict
+from movies import services
+from movies.models import MIN_YEAR, CastMember, Genre, Movie, Person, Rating
+from movies.serializers import max_year
+
+ESTIMATE_ABOVE = 10_000
+
+
+class ILike(models.Lookup):
+    """`field__ilike`: case-insensitive substring match that the trigram GIN indexes can answer.
+
+    Django's `icontains` compares UPPER(field), which no index here covers.
+    """
+
+    lookup_name = "ilike"
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} ILIKE {rhs}", [*lhs_params, *rhs_params]
+
+    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, list[Any]]:
+        escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return "%s", [f"%{escaped}%"]
+
+
+# Registered on the two searched fields only, not on every CharField.
+Movie._meta.get_field("title").register_lookup(ILike)
+Person._meta.get_field("name").register_lookup(ILike)
+
+
+class EstimatedCountPaginator(Paginator):
+    """Counts exactly up to ESTIMATE_ABOVE rows; beyond that, the planner's estimate for the table.
+
+    An exact count(*) over a million movies costs tens of milliseconds on every changelist page.
+    """
+
+    @cached_property
+    def count(self) -> int:
+        """Exact when small, estimated when large."""
+        queryset = self.object_list
+        if not isinstance(queryset, QuerySet):
+            return len(queryset)
+        capped = queryset.order_by()[: ESTIMATE_ABOVE + 1].count()
+        if capped <= ESTIMATE_ABOVE or queryset.query.where:
+            return capped
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [queryset.model._meta.db_table]
+            )
+            row = cursor.fetchone()
+        return max(capped, int(row[0]) if row else 0)
+
+
+class FastListMixin:
+    """Constant-cost changelists on large tables."""
+
+    paginator: type[Paginator] = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+
+
+# ---- search helpers ----------------------------------------------------------------------------
+
+
+def ilike_search(queryset: QuerySet[Any], term: str, field: str) -> QuerySet[Any]:
+    """Every word must appear in field (each an indexed trigram match)."""
+    for word in term.split():
+        queryset = queryset.filter(**{f"{field}__ilike": word})
+    return queryset
+
+
+# ---- genres and people ---------------------------------------------------------------------------
+
+
+@admin.register(Genre)
+class GenreAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name")
+    search_fields = ("slug", "name")
+    ordering = ("slug",)
+
+    def delete_model(self, request: HttpRequest, obj: Genre) -> None:
+        """Only an unused genre can go (services.genre_delete)."""
+        services.genre_delete(genre=obj)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
+        """Show the service's refusal as a message rather than an error page."""
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except services.StillReferenced as exc:
+            messages.error(request, str(exc.detail))
+            return HttpResponseRedirect(reverse("admin:movies_genre_change", args=[object_id]))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Genre]) -> None:
+        """Bulk delete, one genre at a time through the service."""
+        for genre in queryset:
+            services.genre_delete(genre=genre)
+
+
+@admin.register(Person)
+class PersonAdmin(FastListMixin, admin.ModelAdmin):
+    list_display = ("name", "imdb_id", "updated_at")
+    search_fields = ("name",)
+    ordering = ("name", "id")
+    readonly_fields = ("created_at", "updated_at")
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Person], search_term: str
+    ) -> tuple[QuerySet[Person], bool]:
+        """Name words through the trigram index; an nm id exactly."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.lower().startswith("nm") and term[2:].isdigit():
+            return queryset.filter(imdb_id=term.lower()), False
+        return ilike_search(queryset, term, "name"), False
+
+    def delete_model(self, request: HttpRequest, obj: Person) -> None:
+        """Only a person without credits can go (services.person_delete)."""
+        services.person_delete(person=obj)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
+        """Show the service's refusal as a message rather than an error page."""
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except services.StillReferenced as exc:
+            messages.error(request, str(exc.detail))
+            return HttpResponseRedirect(reverse("admin:movies_person_change", args=[object_id]))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Person]) -> None:
+        """Bulk delete, one person at a time through the service."""
+        for person in queryset:
+            services.person_delete(person=person)
+
+
+# ---- movies --------------------------------------------------------------------------------------
+
+
+class GenreFilter(admin.SimpleListFilter):
+    """By genre, with EXISTS so a movie is never listed twice."""
+
+    title = "genre"
+    parameter_name = "genre"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(Genre.objects.order_by("name").values_list("slug", "name"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Movie]) -> QuerySet[Movie]:
+        if not self.value():
+            return queryset
+        through = Movie.genres.through
+        return queryset.filter(Exists(through.objects.filter(movie_id=OuterRef("pk"), genre__slug=self.value())))
+
+
+class DecadeFilter(admin.SimpleListFilter):
+    title = "decade"
+    parameter_name = "decade"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(decade), f"{decade}s") for decade in range(2020, 1880, -10)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Movie]) -> QuerySet[Movie]:
+        value = self.value()
+        if not value or not value.isdigit():
+            return queryset
+        decade = int(value)
+        return queryset.filter(year__gte=decade, year__lt=decade + 10)
+
+
+class RatingFilter(admin.SimpleListFilter):
+    title = "rating"
+    parameter_name = "rating"
+    bands = {
+        "8": ("8 and above", Q(rating_average__gte=8)),
+        "6": ("6 to 7.9", Q(rating_average__gte=6, rating_average__lt=8)),
+        "4": ("4 to 5.9", Q(rating_average__gte=4, rating_average__lt=6)),
+        "0": ("below 4", Q(rating_average__lt=4)),
+        "none": ("not rated", Q(rating_count=0)),
+    }
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(key, label) for key, (label, _) in self.bands.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Movie]) -> QuerySet[Movie]:
+        band = self.bands.get(self.value() or "")
+        return queryset.filter(band[1]) if band else queryset
+
+
+class MovieForm(forms.ModelForm):
+    """The movie's own fields plus the version the form was opened at."""
+
+    based_on_version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
+
+    class Meta:
+        model = Movie
+        fields = ("title", "year", "runtime", "overview", "imdb_id", "genres", "directors")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["based_on_version"].initial = self.instance.version
+        if "imdb_id" in self.fields:
+            self.fields["imdb_id"].required = False
+
+    def clean_year(self) -> int | None:
+        """The API's rule: no later than this year + 5."""
+        year = self.cleaned_data.get("year")
+        if year is not None and not MIN_YEAR <= year <= max_year():
+            raise forms.ValidationError(f"Enter a year from {MIN_YEAR} to {max_year()}.")
+        return year
+
+    def clean_imdb_id(self) -> str | None:
+        """Blank means no IMDb id (NULL), not an empty string."""
+        return self.cleaned_data.get("imdb_id") or None
+
+    def clean(self) -> dict[str, Any]:
+        """Refuse to save over someone else's save: the friendly check (the write re-checks atomically)."""
+        cleaned = super().clean() or {}
+        if self.instance.pk:
+            opened = cleaned.get("based_on_version")
+            current = Movie.objects.filter(pk=self.instance.pk).values_list("version", flat=True).first()
+            if opened is None:
+                raise forms.ValidationError("The form did not say which version it was opened at; reload the page.")
+            if current is not None and opened != current:
+                raise forms.ValidationError(
+                    f"This movie was changed by someone else while you were editing it: you opened version "
+                    f"{opened}, and it is now at version {current}. Nothing was saved. Open the movie again "
+                    f"(your changes are below to copy) and reapply them.",
+                    code="version_conflict",
+                )
+        return cleaned
+
+
+class CastForm(forms.ModelForm):
+    """A cast row; `position` orders the cast (ties keep their row order). No per-row uniqueness check:
+    the whole cast is renumbered 0..n-1 when the movie is saved."""
+
+    position = forms.IntegerField(required=False, min_value=0, max_value=32767)
+
+    class Meta:
+        model = CastMember
+        fields = ("person", "character")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["position"].initial = self.instance.order
+
+
+class CastFormSet(BaseInlineFormSet):
+    def roles(self) -> list[services.Role]:
+        """The cast in billing order, from the rows not marked for deletion."""
+        rows: list[tuple[int, int, services.Role]] = []
+        for index, form in enumerate(self.forms):
+            data = getattr(form, "cleaned_data", None)
+            if not data or data.get("DELETE") or not data.get("person"):
+                continue
+            position = data.get("position")
+            rows.append(
+                (
+                    position if position is not None else 10**6 + index,
+                    index,
+                    services.Role(data["person"], data.get("character") or ""),
+                )
+            )
+        return [role for _, _, role in sorted(rows, key=lambda row: row[:2])]
+
+
+class CastInline(admin.TabularInline):
+    model = CastMember
+    form = CastForm
+    formset = CastFormSet
+    fields = ("position", "person", "character")
+    autocomplete_fields = ("person",)
+    extra = 1
+    ordering = ("order",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CastMember]:
+        """Rows with their people in one query."""
+        return super().get_queryset(request).select_related("person")
+
+
+@admin.register(Movie)
+class MovieAdmin(FastListMixin, admin.ModelAdmin):
+    form = MovieForm
+    inlines = (CastInline,)
+    list_display = ("title", "year", "genre_list", "rating", "version", "updated_at")
+    list_filter = (GenreFilter, DecadeFilter, RatingFilter)
+    search_fields = ("title",)
+    autocomplete_fields = ("genres", "directors")
+    readonly_fields = ("version", "rating", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("title", "year", "runtime", "imdb_id", "overview", "genres", "directors")}),
+        ("Record", {"fields": ("based_on_version", "version", "rating", "created_at", "updated_at")}),
+    )
+    ordering = ("-id",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Movie]:
+        """Genres prefetched (one query per page); the search vector and overview are never read."""
+        return (
+            super()
+            .get_queryset(request)
+            .defer("search_vector")
+            .prefetch_related(Prefetch("genres", queryset=Genre.objects.only("id", "slug", "name")))
+        )
+
+    @admin.display(description="genres")
+    def genre_list(self, movie: Movie) -> str:
+        return ", ".join(genre.slug for genre in movie.genres.all())
+
+    @admin.display(description="rating", ordering="rating_average")
+    def rating(self, movie: Movie) -> str:
+        if not movie.rating_count:
+            return "-"
+        return f"{movie.rating_average} ({movie.rating_count})"
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Movie], search_term: str
+    ) -> tuple[QuerySet[Movie], bool]:
+        """Title words through the trigram index; a tt id exactly."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.lower().startswith("tt") and term[2:].isdigit():
+            return queryset.filter(imdb_id=term.lower()), False
+        return ilike_search(queryset, term, "title"), False
+
+    # -- writes: one service call per save --------------------------------------------------------
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Retry the view once when the atomic write lost a race after the form's check passed."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except (VersionConflict, NotFound):
+            # The movie changed (or went) between clean() and the write; this pass shows why.
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: Movie, form: MovieForm, change: bool) -> None:
+        """Nothing yet: save_related writes the whole aggregate in one service call."""
+
+    def save_related(self, request: HttpRequest, form: MovieForm, formsets: Any, change: bool) -> None:
+        """Write the movie, genres, directors and cast through services: version + 1, once."""
+        cleaned = form.cleaned_data
+        cast = next((formset for formset in formsets if isinstance(formset, CastFormSet)), None)
+        data: services.MovieData = {
+            "title": cleaned["title"],
+            "year": cleaned["year"],
+            "runtime": cleaned.get("runtime"),
+            "overview": cleaned.get("overview") or "",
+            "imdb_id": cleaned.get("imdb_id") or None,
+            "genres": list(cleaned.get("genres") or []),
+            "directors": list(cleaned.get("directors") or []),
+        }
+        if cast is not None:
+            data["cast"] = cast.roles()
+        if change:
+            form.instance.version = services.movie_update(
+                movie_id=form.instance.pk, expected_version=cleaned["based_on_version"], data=data
+            )
+        else:
+            movie = services.movie_create(data=data)
+            for name in ("id", "version", "created_at", "updated_at"):
+                setattr(form.instance, name, getattr(movie, name))
+        for formset in formsets:  # construct_change_message reads these
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """Nothing: the cast is written by save_related with the movie."""
+
+    def delete_model(self, request: HttpRequest, obj: Movie) -> None:
+        """Delete through the service."""
+        services.movie_delete(movie_id=obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Movie]) -> None:
+        """Bulk delete, one movie at a time through the service."""
+        for pk in queryset.values_list("pk", flat=True):
+            services.movie_delete(movie_id=pk)
+
+
+@admin.register(Rating)
+class RatingAdmin(FastListMixin, admin.ModelAdmin):
+    """Ratings are users' own: visible here, written only through the API (they move the movie's totals)."""
+
+    list_display = ("movie", "user", "score", "updated_at")
+    list_select_related = ("movie", "user")
+    raw_id_fields = ("movie", "user")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Rating]:
+        """The movie without its search vector."""
+        return super().get_queryset(request).defer("movie__search_vector")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Rating | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Rating | None = None) -> bool:
+        return False

@@ -1,0 +1,1405 @@
+"""Bulk loading of movies: readers for our formats, IMDb's TSV files and MovieLens, and a batch writer.
+
+Every reader turns its input into plain dicts in our export shape; `validate_movie` turns each into a
+`MovieRecord` or a `RowRejected` naming the field. `Importer` streams records in batches of
+`batch_size` into `write_batch`, the bulk form of the versioned write path in `movies.services`:
+new movies start at version 1, a changed movie moves to version + 1 exactly once, with a conditional
+`UPDATE ... WHERE version = <the version read>` on rows locked for the batch's transaction.
+Each batch is one transaction, so a crash leaves every batch fully in or fully out.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import functools
+import gzip
+import io
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import psycopg
+from django.db import DatabaseError, connection, transaction
+from django.utils.text import slugify
+
+from movies.models import (
+    IMDB_NAME_RE,
+    IMDB_TITLE_RE,
+    MAX_GENRES,
+    MAX_RUNTIME,
+    MAX_YEAR_AHEAD,
+    MIN_YEAR,
+    SLUG_RE,
+    CastMember,
+    Movie,
+)
+
+FORMATS = ("auto", "json", "jsonl", "csv", "imdb", "movielens")
+CSV_COLUMNS = ("title", "year", "runtime", "overview", "imdb_id", "genres", "directors", "cast")
+MAX_TITLE = 500
+MAX_OVERVIEW = 20000
+MAX_NAME = 300
+MAX_CHARACTER = 500
+MAX_DIRECTORS = 50
+MAX_CAST = 500
+SCALARS = ("title", "year", "runtime", "overview", "imdb_id")
+RELATIONS = ("genres", "directors", "cast")
+
+# IMDb and MovieLens genre names that differ from our slugs; any other name becomes a genre of its own.
+EXTERNAL_GENRES = {
+    "sci-fi": "science-fiction",
+    "science fiction": "science-fiction",
+    "children": "family",
+    "children's": "family",
+}
+# Not genres but presentation formats: dropped.
+IGNORED_GENRES = {"imax", "(no genres listed)"}
+IMDB_CAST_CATEGORIES = {"actor", "actress", "self"}
+
+_TITLE_ID = re.compile(IMDB_TITLE_RE)
+_NAME_ID = re.compile(IMDB_NAME_RE)
+_SLUG = re.compile(SLUG_RE)
+_INTEGER = re.compile(r"^[+-]?\d+$")
+_MOVIELENS_TITLE = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[-\u2013]\d{0,4})?\)\s*$")
+_MOVIELENS_ARTICLE = re.compile(r"^(?P<rest>.+), (?P<article>The|A|An)$")
+
+
+class InputUnusable(Exception):
+    """The input as a whole cannot be read (missing file, unknown format, no header): exit code 2."""
+
+
+class RowRejected(Exception):
+    """One row is bad: the field and the reason go to the error report."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class RowError:
+    file: str
+    line: int
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "field": self.field, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRef:
+    """A person as files name them: by IMDb nm id when there is one, else by name."""
+
+    name: str
+    imdb_id: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("nm", self.imdb_id) if self.imdb_id else ("name", self.name)
+
+
+@dataclass(slots=True)
+class MovieRecord:
+    """A validated movie; `present` holds the fields the input carries (the others are left as they are)."""
+
+    file: str
+    line: int
+    title: str
+    year: int
+    runtime: int | None = None
+    overview: str = ""
+    imdb_id: str | None = None
+    genres: list[str] = field(default_factory=list)
+    directors: list[PersonRef] = field(default_factory=list)
+    cast: list[tuple[PersonRef, str]] = field(default_factory=list)
+    present: frozenset[str] = frozenset()
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Movies are matched by IMDb id, else by (title, year)."""
+        return ("imdb", self.imdb_id) if self.imdb_id else ("natural", self.title, self.year)
+
+
+# ---- validation --------------------------------------------------------------------------------
+
+
+def max_year() -> int:
+    return datetime.date.today().year + MAX_YEAR_AHEAD
+
+
+def clean_text(value: Any, name: str, *, max_length: int, required: bool = False, strip: bool = True) -> str:
+    """Text PostgreSQL can store: integers become text, NUL bytes and undecodable bytes are refused."""
+    if value is None:
+        value = ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        # JSON writers often emit numeric-looking titles or characters as numbers: "1917" is a title.
+        value = str(value)
+    if not isinstance(value, str):
+        raise RowRejected(name, f"must be text, not {type(value).__name__}")
+    if "\x00" in value:
+        raise RowRejected(name, "contains a NUL byte")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RowRejected(name, "is not valid UTF-8 (undecodable bytes or a lone surrogate)") from None
+    if strip:
+        value = value.strip()
+    if required and not value:
+        raise RowRejected(name, "is required")
+    if len(value) > max_length:
+        raise RowRejected(name, f"is longer than {max_length} characters ({len(value)})")
+    return value
+
+
+def clean_int(value: Any, name: str, *, low: int, high: int, required: bool = False) -> int | None:
+    """A whole number in [low, high]: JSON integers, integral floats, or text of digits."""
+    if type(value) is str and value.isascii() and value.isdigit():  # the common case in CSV and TSV
+        number = int(value)
+        if low <= number <= high:
+            return number
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise RowRejected(name, "is required")
+        return None
+    if isinstance(value, bool):
+        raise RowRejected(name, "must be a whole number, not a boolean")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise RowRejected(name, f"must be a whole number, got {value!r}")
+        value = int(value)
+    elif isinstance(value, str):
+        if not _INTEGER.match(value.strip()):
+            raise RowRejected(name, f"must be a whole number, got {value[:40]!r}")
+        value = int(value.strip())
+    elif not isinstance(value, int):
+        raise RowRejected(name, f"must be a whole number, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise RowRejected(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def clean_imdb_id(value: Any, name: str, pattern: re.Pattern[str], prefix: str) -> str | None:
+    if value is None or value == "":
+        return None
+    text = clean_text(value, name, max_length=16).lower()
+    if not text:
+        return None
+    if not pattern.match(text):
+        raise RowRejected(name, f"must be {prefix!r} followed by 7 or more digits, got {text[:40]!r}")
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _slug(text: str) -> str:
+    return slugify(text)
+
+
+def clean_genres(value: Any) -> list[str]:
+    """Genre slugs, de-duplicated in order; a CSV cell separates them with '|'."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = value.split("|")
+    if not isinstance(value, list):
+        raise RowRejected("genres", f"must be a list of genre slugs, not {type(value).__name__}")
+    slugs: list[str] = []
+    for item in value:
+        text = clean_text(item, "genres", max_length=50)
+        if not text:
+            continue
+        slug = _slug(text)
+        if not _SLUG.match(slug):
+            raise RowRejected("genres", f"{text[:40]!r} is not a genre slug")
+        if slug not in slugs:
+            slugs.append(slug)
+    if len(slugs) > MAX_GENRES:
+        raise RowRejected("genres", f"has {len(slugs)} genres; at most {MAX_GENRES}")
+    return slugs
+
+
+def clean_person(value: Any, name: str) -> PersonRef:
+    """A person: a name, or {"name": ..., "imdb_id": "nm..."} (also {"person": {...}} as the API shows it)."""
+    if isinstance(value, Mapping) and isinstance(value.get("person"), Mapping):
+        value = value["person"]
+    if isinstance(value, Mapping):
+        return PersonRef(
+            clean_text(value.get("name"), f"{name}.name", max_length=MAX_NAME, required=True),
+            clean_imdb_id(value.get("imdb_id"), f"{name}.imdb_id", _NAME_ID, "nm"),
+        )
+    return PersonRef(clean_text(value, name, max_length=MAX_NAME, required=True))
+
+
+def _people_list(value: Any, name: str) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        # A CSV cell: a JSON array, or plain names separated by '|'.
+        if value.lstrip().startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise RowRejected(name, f"is not a valid JSON array: {exc}") from None
+        else:
+            value = [part for part in value.split("|") if part.strip()]
+    if not isinstance(value, list):
+        raise RowRejected(name, f"must be a list, not {type(value).__name__}")
+    return value
+
+
+def clean_directors(value: Any) -> list[PersonRef]:
+    directors: list[PersonRef] = []
+    for index, item in enumerate(_people_list(value, "directors")):
+        person = clean_person(item, f"directors[{index}]")
+        if person not in directors:
+            directors.append(person)
+    if len(directors) > MAX_DIRECTORS:
+        raise RowRejected("directors", f"has {len(directors)} directors; at most {MAX_DIRECTORS}")
+    return directors
+
+
+def clean_cast(value: Any) -> list[tuple[PersonRef, str]]:
+    cast: list[tuple[PersonRef, str]] = []
+    for index, item in enumerate(_people_list(value, "cast")):
+        character = item.get("character") if isinstance(item, Mapping) else None
+        cast.append(
+            (
+                clean_person(item, f"cast[{index}]"),
+                clean_text(character, f"cast[{index}].character", max_length=MAX_CHARACTER),
+            )
+        )
+    if len(cast) > MAX_CAST:
+        raise RowRejected("cast", f"has {len(cast)} entries; at most {MAX_CAST}")
+    return cast
+
+
+def validate_movie(raw: Any, *, file: str, line: int) -> MovieRecord:
+    """Turn one input object into a MovieRecord, or raise RowRejected naming the first bad field."""
+    if not isinstance(raw, Mapping):
+        raise RowRejected("-", f"expected an object, got {type(raw).__name__}")
+    present = frozenset(name for name in (*SCALARS, *RELATIONS) if name in raw)
+    return MovieRecord(
+        file=file,
+        line=line,
+        title=clean_text(raw.get("title"), "title", max_length=MAX_TITLE, required=True),
+        year=clean_int(raw.get("year"), "year", low=MIN_YEAR, high=max_year(), required=True),  # type: ignore[arg-type]
+        runtime=clean_int(raw.get("runtime"), "runtime", low=1, high=MAX_RUNTIME),
+        overview=clean_text(raw.get("overview"), "overview", max_length=MAX_OVERVIEW, strip=False),
+        imdb_id=clean_imdb_id(raw.get("imdb_id"), "imdb_id", _TITLE_ID, "tt"),
+        genres=clean_genres(raw.get("genres")),
+        directors=clean_directors(raw.get("directors")),
+        cast=clean_cast(raw.get("cast")),
+        present=present | {"title", "year"},
+    )
+
+
+# ---- reading files -----------------------------------------------------------------------------
+
+# One item from a reader: (line number, a raw object or the reason the row cannot be read).
+Item = tuple[int, "Mapping[str, Any] | RowRejected"]
+
+
+def open_text(path: Path) -> TextIO:
+    """Open a text file (gzip by extension): a BOM is dropped, undecodable bytes are kept as surrogates."""
+    binary: Any = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # noqa: SIM115 (the wrapper owns it)
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def read_jsonl(stream: TextIO) -> Iterator[Item]:
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except ValueError as exc:
+            yield number, RowRejected("-", f"invalid JSON: {exc}")
+
+
+def read_json_array(stream: TextIO, chunk_size: int = 1 << 20) -> Iterator[Item]:
+    """Stream the elements of a top-level JSON array without loading the whole file."""
+    decoder = json.JSONDecoder()
+    buf, pos, line, eof = "", 0, 1, False
+
+    def fill() -> None:
+        nonlocal buf, pos, eof
+        chunk = stream.read(chunk_size)
+        eof = not chunk
+        buf, pos = buf[pos:] + chunk, 0
+
+    def skip_ws() -> str:
+        nonlocal pos, line
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                line += buf[pos] == "\n"
+                pos += 1
+            if pos < len(buf) or eof:
+                return buf[pos] if pos < len(buf) else ""
+            fill()
+
+    fill()
+    if skip_ws() != "[":
+        raise InputUnusable("not a JSON array: the file must start with '['")
+    pos += 1
+    expect_value = True
+    while True:
+        char = skip_ws()
+        if char == "]":
+            return
+        if not char:
+            raise RowRejected("-", f"line {line}: the JSON array is not closed (truncated file?)")
+        if not expect_value:
+            if char != ",":
+                raise RowRejected("-", f"line {line}: expected ',' or ']' between array elements")
+            pos += 1
+            expect_value = True
+            continue
+        while True:
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+                break
+            except ValueError as exc:
+                if eof or len(buf) - pos > 256 * chunk_size:
+                    raise RowRejected("-", f"line {line}: invalid JSON: {exc}") from None
+                fill()
+        yield line, value
+        line += buf.count("\n", pos, end)
+        pos = end
+        expect_value = False
+
+
+def read_csv(stream: TextIO) -> Iterator[Item]:
+    """Our CSV: a header naming the columns; genres '|'-separated, directors and cast JSON arrays."""
+    reader = csv.reader(stream)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputUnusable("the CSV file is empty") from None
+    except csv.Error as exc:
+        raise InputUnusable(f"the CSV header cannot be read: {exc}") from None
+    columns = [name.strip().lower() for name in header]
+    if "title" not in columns or "year" not in columns:
+        raise InputUnusable(f"the CSV header must name at least 'title' and 'year' (got {header[:10]!r})")
+    known = [(index, name) for index, name in enumerate(columns) if name in CSV_COLUMNS]
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield start, RowRejected("-", f"malformed CSV: {exc}")
+            start = reader.line_num + 1
+            continue
+        line, start = start, reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(columns):
+            yield line, RowRejected("-", f"expected {len(columns)} columns, got {len(row)}")
+            continue
+        yield line, {name: (row[index] if row[index] != "" else None) for index, name in known}
+
+
+class TsvFile:
+    """An IMDb TSV file: the header's column positions, then (line number, cells or the reason a row is bad)."""
+
+    def __init__(self, path: Path, required: Iterable[str]) -> None:
+        self.path = path
+        with open_text(path) as stream:
+            header = stream.readline().rstrip("\r\n").split("\t")
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise InputUnusable(f"{path.name}: the header lacks column(s) {', '.join(missing)}")
+        self.width = len(header)
+        self.col = {name: index for index, name in enumerate(header)}
+
+    def __iter__(self) -> Iterator[tuple[int, list[str] | str]]:
+        width = self.width
+        with open_text(self.path) as stream:
+            stream.readline()
+            for number, line in enumerate(stream, start=2):
+                cells = line.rstrip("\r\n").split("\t")
+                if len(cells) == width:
+                    yield number, cells
+                elif line.strip():
+                    yield number, f"expected {width} tab-separated fields, got {len(cells)}"
+
+
+def _null(cell: str) -> str | None:
+    """IMDb writes NULL as \\N."""
+    return None if cell == "\\N" else cell
+
+
+def find_file(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def external_genres(names: Iterable[str], genre_names: dict[str, str]) -> list[str]:
+    """Map IMDb/MovieLens genre names to our slugs; unknown names become genres of their own."""
+    slugs: list[str] = []
+    for name in names:
+        name = name.strip()
+        if not name or name.lower() in IGNORED_GENRES:
+            continue
+        slug = EXTERNAL_GENRES.get(name.lower()) or _slug(name)
+        if slug and slug not in slugs:
+            slugs.append(slug)
+            genre_names.setdefault(slug, name)
+    return slugs
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        if find_file(path, "title.basics.tsv"):
+            return "imdb"
+        if (path / "movies.csv").is_file():
+            return "movielens"
+        raise InputUnusable(f"{path} holds neither title.basics.tsv (IMDb) nor movies.csv (MovieLens)")
+    name = path.name.lower().removesuffix(".gz")
+    for suffix, fmt in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"), (".csv", "csv")):
+        if name.endswith(suffix):
+            return fmt
+    with open_text(path) as stream:
+        start = stream.read(4096).lstrip()
+    if start.startswith("["):
+        return "json"
+    if start.startswith("{"):
+        return "jsonl"
+    raise InputUnusable(f"cannot tell the format of {path.name}: name it .json, .jsonl or .csv, or pass --format")
+
+
+# ---- sources: a reader per format, with an optional per-batch enrichment ------------------------
+
+
+class Source:
+    """Items from one input, and a hook that completes a batch of records before it is written."""
+
+    file = ""
+
+    def items(self) -> Iterator[Item]:
+        raise NotImplementedError
+
+    def prepare(self, *, stage: bool, report: Callable[[RowError], None], progress: Progress) -> None:
+        """Read side files before the main one (IMDb: credits and names)."""
+
+    def complete(self, records: list[MovieRecord]) -> None:
+        """Attach what the side files say about these records."""
+
+    def close(self) -> None:
+        """Drop whatever prepare made."""
+
+
+class OurSource(Source):
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path, self.fmt, self.file = path, fmt, path.name
+
+    def items(self) -> Iterator[Item]:
+        readers: dict[str, Callable[[TextIO], Iterator[Item]]] = {
+            "json": read_json_array,
+            "jsonl": read_jsonl,
+            "csv": read_csv,
+        }
+        reader = readers[self.fmt]
+        with open_text(self.path) as stream:
+            yield from reader(stream)
+
+
+class MovieLensSource(Source):
+    """movies.csv (movieId,title,genres) and optionally links.csv (movieId,imdbId,tmdbId)."""
+
+    def __init__(self, folder: Path, genre_names: dict[str, str]) -> None:
+        self.folder, self.file, self.genre_names = folder, "movies.csv", genre_names
+        self.links: dict[int, int] | None = None
+
+    def prepare(self, *, stage: bool, report: Callable[[RowError], None], progress: Progress) -> None:
+        """Read links.csv into a movieId -> imdb number map (MovieLens catalogues are < 100k movies)."""
+        path = self.folder / "links.csv"
+        if not path.is_file():
+            return
+        self.links = {}
+        with open_text(path) as stream:
+            reader = csv.reader(stream)
+            header = [name.strip() for name in next(reader, [])]
+            if "movieId" not in header or "imdbId" not in header:
+                raise InputUnusable("links.csv: the header must name movieId and imdbId")
+            movie_col, imdb_col = header.index("movieId"), header.index("imdbId")
+            for row in reader:
+                line = reader.line_num
+                try:
+                    movie_id = int(row[movie_col])
+                    imdb = row[imdb_col].strip()
+                    if not imdb:
+                        continue
+                    if not imdb.isdigit():
+                        raise ValueError(f"imdbId must be digits, got {imdb[:20]!r}")
+                except (ValueError, IndexError) as exc:
+                    report(RowError("links.csv", line, "imdbId", str(exc)))
+                    continue
+                if movie_id in self.links:
+                    report(RowError("links.csv", line, "movieId", f"duplicate movieId {movie_id}"))
+                    continue
+                self.links[movie_id] = int(imdb)
+
+    def items(self) -> Iterator[Item]:
+        with open_text(self.folder / "movies.csv") as stream:
+            reader = csv.reader(stream)
+            header = [name.strip() for name in next(reader, [])]
+            if "title" not in header or "movieId" not in header:
+                raise InputUnusable("movies.csv: the header must name movieId, title and genres")
+            id_col, title_col = header.index("movieId"), header.index("title")
+            genres_col = header.index("genres") if "genres" in header else None
+            for row in reader:
+                line = reader.line_num
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != len(header):
+                    yield line, RowRejected("-", f"expected {len(header)} columns, got {len(row)}")
+                    continue
+                match = _MOVIELENS_TITLE.match(row[title_col])
+                if not match:
+                    yield line, RowRejected("year", f"no '(year)' at the end of the title {row[title_col][:60]!r}")
+                    continue
+                title = match["title"]
+                article = _MOVIELENS_ARTICLE.match(title)
+                if article:  # "Matrix, The" -> "The Matrix"
+                    title = f"{article['article']} {article['rest']}"
+                raw: dict[str, Any] = {"title": title, "year": match["year"]}
+                if genres_col is not None:
+                    raw["genres"] = external_genres(row[genres_col].split("|"), self.genre_names)
+                if self.links is not None:
+                    imdb = self.links.get(int(row[id_col])) if row[id_col].strip().isdigit() else None
+                    raw["imdb_id"] = f"tt{imdb:07d}" if imdb is not None else None
+                yield line, raw
+
+
+class ImdbSource(Source):
+    """title.basics.tsv (films only), with credits from title.crew, title.principals and name.basics.
+
+    The side files are streamed into temporary tables first (flat memory whatever their size);
+    each batch then fetches its own credits with one indexed query per kind.
+    """
+
+    def __init__(self, folder: Path, genre_names: dict[str, str]) -> None:
+        self.folder, self.genre_names = folder, genre_names
+        basics = find_file(folder, "title.basics.tsv")
+        if basics is None:
+            raise InputUnusable(f"{folder}: no title.basics.tsv(.gz)")
+        self.file = basics.name
+        # Every header is checked before anything is written: a missing column makes the input unusable.
+        self.basics = TsvFile(basics, ("tconst", "titleType", "primaryTitle", "startYear", "runtimeMinutes", "genres"))
+        self.crew = self._side(folder, "title.crew.tsv", ("tconst", "directors"))
+        self.principals = self._side(
+            folder, "title.principals.tsv", ("tconst", "ordering", "nconst", "category", "characters")
+        )
+        self.names = self._side(folder, "name.basics.tsv", ("nconst", "primaryName"))
+        self.staged = False
+
+    @staticmethod
+    def _side(folder: Path, name: str, required: tuple[str, ...]) -> TsvFile | None:
+        path = find_file(folder, name)
+        return TsvFile(path, required) if path else None
+
+    def prepare(self, *, stage: bool, report: Callable[[RowError], None], progress: Progress) -> None:
+        """Validate the side files and, unless this is a dry run, COPY them into temporary tables."""
+        cursor = raw_cursor() if stage else None
+        if cursor is not None:
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS imp_directors (tconst text, ord int, nconst text);"
+                "CREATE TEMP TABLE IF NOT EXISTS imp_cast (tconst text, ord int, nconst text, character text);"
+                "CREATE TEMP TABLE IF NOT EXISTS imp_names (nconst text, name text);"
+                "TRUNCATE imp_directors, imp_cast, imp_names"
+            )
+        if self.crew:
+            self._stage(cursor, "imp_directors", self._crew_rows(report, progress))
+        if self.principals:
+            self._stage(cursor, "imp_directors", self._principal_rows(report, progress, directors=True))
+            self._stage(cursor, "imp_cast", self._principal_rows(report, progress, directors=False))
+        if self.names:
+            self._stage(cursor, "imp_names", self._name_rows(report, progress))
+        if cursor is not None:
+            cursor.execute(
+                "CREATE INDEX ON imp_directors (tconst); CREATE INDEX ON imp_cast (tconst);"
+                "CREATE INDEX ON imp_names (nconst); ANALYZE imp_directors; ANALYZE imp_cast; ANALYZE imp_names"
+            )
+            self.staged = True
+
+    @staticmethod
+    def _stage(cursor: psycopg.Cursor[Any] | None, table: str, rows: Iterator[tuple[Any, ...]]) -> None:
+        if cursor is None:
+            for _ in rows:  # a dry run only validates
+                pass
+            return
+        with cursor.copy(f"COPY {table} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _crew_rows(self, report: Callable[[RowError], None], progress: Progress) -> Iterator[tuple[Any, ...]]:
+        assert self.crew is not None
+        name, col = self.crew.path.name, self.crew.col
+        tconst_at, directors_at = col["tconst"], col["directors"]
+        for line, row in progress.wrap(iter(self.crew), f"reading {name}"):
+            if isinstance(row, str):
+                report(RowError(name, line, "-", row))
+                continue
+            tconst = row[tconst_at]
+            if not _TITLE_ID.match(tconst):
+                report(RowError(name, line, "tconst", f"not an IMDb title id: {tconst[:20]!r}"))
+                continue
+            for order, nconst in enumerate((_null(row[directors_at]) or "").split(",")):
+                if not nconst:
+                    continue
+                if not _NAME_ID.match(nconst):
+                    report(RowError(name, line, "directors", f"not an IMDb name id: {nconst[:20]!r}"))
+                    continue
+                yield tconst, order, nconst
+
+    def _principal_rows(
+        self, report: Callable[[RowError], None], progress: Progress, *, directors: bool
+    ) -> Iterator[tuple[Any, ...]]:
+        """Cast rows (actor, actress, self) or, when there is no crew file, director rows."""
+        assert self.principals is not None
+        if directors and self.crew:
+            return
+        name, col = self.principals.path.name, self.principals.col
+        tconst_at, nconst_at, category_at = col["tconst"], col["nconst"], col["category"]
+        ordering_at, characters_at = col["ordering"], col["characters"]
+        wanted = {"director"} if directors else IMDB_CAST_CATEGORIES
+        rows: Iterator[tuple[int, list[str] | str]] = iter(self.principals)
+        if not directors:  # errors are reported once, on the cast pass
+            rows = progress.wrap(rows, f"reading {name}")
+        for line, row in rows:
+            if isinstance(row, str):
+                if not directors:
+                    report(RowError(name, line, "-", row))
+                continue
+            if row[category_at] not in wanted:
+                continue
+            try:
+                tconst = row[tconst_at]
+                if not _TITLE_ID.match(tconst):
+                    raise RowRejected("tconst", f"not an IMDb title id: {tconst[:20]!r}")
+                nconst = row[nconst_at]
+                if not _NAME_ID.match(nconst):
+                    raise RowRejected("nconst", f"not an IMDb name id: {nconst[:20]!r}")
+                order = clean_int(row[ordering_at], "ordering", low=0, high=2**31 - 1, required=True)
+                if directors:
+                    yield tconst, order, nconst
+                else:
+                    yield tconst, order, nconst, self._characters(_null(row[characters_at]))
+            except RowRejected as exc:
+                if not directors:
+                    report(RowError(name, line, exc.field, exc.reason))
+
+    @staticmethod
+    def _characters(value: str | None) -> str:
+        """IMDb's `characters` is a JSON array of names: joined with ' / '."""
+        if not value:
+            return ""
+        if value.startswith('["') and value.endswith('"]') and "\\" not in value and '"' not in value[2:-2]:
+            names = [value[2:-2]]  # the common case, one plain name, without a JSON parse
+        else:
+            try:
+                names = json.loads(value)
+            except ValueError:
+                raise RowRejected("characters", f"not a JSON array: {value[:40]!r}") from None
+            if not isinstance(names, list) or not all(isinstance(item, str) for item in names):
+                raise RowRejected("characters", f"not a JSON array of names: {value[:40]!r}")
+        return clean_text(" / ".join(names), "characters", max_length=MAX_CHARACTER)
+
+    def _name_rows(self, report: Callable[[RowError], None], progress: Progress) -> Iterator[tuple[Any, ...]]:
+        assert self.names is not None
+        file, col = self.names.path.name, self.names.col
+        nconst_at, name_at = col["nconst"], col["primaryName"]
+        for line, row in progress.wrap(iter(self.names), f"reading {file}"):
+            if isinstance(row, str):
+                report(RowError(file, line, "-", row))
+                continue
+            try:
+                nconst = row[nconst_at]
+                if not _NAME_ID.match(nconst):
+                    raise RowRejected("nconst", f"not an IMDb name id: {nconst[:20]!r}")
+                name = clean_text(_null(row[name_at]), "primaryName", max_length=MAX_NAME, required=True)
+            except RowRejected as exc:
+                report(RowError(file, line, exc.field, exc.reason))
+                continue
+            yield nconst, name
+
+    def items(self) -> Iterator[Item]:
+        col = self.basics.col
+        tconst_at, type_at, title_at = col["tconst"], col["titleType"], col["primaryTitle"]
+        year_at, runtime_at, genres_at = col["startYear"], col["runtimeMinutes"], col["genres"]
+        for line, row in self.basics:
+            if isinstance(row, str):
+                yield line, RowRejected("-", row)
+                continue
+            if row[type_at] != "movie":
+                continue
+            raw: dict[str, Any] = {
+                "imdb_id": _null(row[tconst_at]),
+                "title": _null(row[title_at]),
+                "year": _null(row[year_at]),
+                "runtime": _null(row[runtime_at]),
+                "genres": external_genres((_null(row[genres_at]) or "").split(","), self.genre_names),
+            }
+            if self.crew or self.principals:
+                raw["directors"] = []
+            if self.principals:
+                raw["cast"] = []
+            yield line, raw
+
+    def complete(self, records: list[MovieRecord]) -> None:
+        """Fetch this batch's directors and cast from the staged side files."""
+        if not self.staged or not records:
+            return
+        by_id = {record.imdb_id: record for record in records}
+        cursor = raw_cursor()
+        # A person's name: name.basics, else the catalogue's; a credit for a nameless person is dropped.
+        name_sql = (
+            "coalesce((SELECT n.name FROM imp_names n WHERE n.nconst = c.nconst LIMIT 1),"
+            " (SELECT p.name FROM movies_person p WHERE p.imdb_id = c.nconst))"
+        )
+        ids = list(by_id)
+        cursor.execute(
+            f"SELECT c.tconst, c.nconst, {name_sql} FROM imp_directors c "  # noqa: S608 (no input in the SQL)
+            "WHERE c.tconst = ANY(%s) ORDER BY c.tconst, c.ord",
+            [ids],
+        )
+        for tconst, nconst, name in cursor.fetchall():
+            if name:
+                person = PersonRef(name, nconst)
+                directors = by_id[tconst].directors
+                if person not in directors and len(directors) < MAX_DIRECTORS:
+                    directors.append(person)
+        cursor.execute(
+            f"SELECT c.tconst, c.nconst, c.character, {name_sql} FROM imp_cast c "  # noqa: S608
+            "WHERE c.tconst = ANY(%s) ORDER BY c.tconst, c.ord",
+            [ids],
+        )
+        for tconst, nconst, character, name in cursor.fetchall():
+            cast = by_id[tconst].cast
+            if name and len(cast) < MAX_CAST:
+                cast.append((PersonRef(name, nconst), character))
+
+    def close(self) -> None:
+        if self.staged:
+            raw_cursor().execute("DROP TABLE IF EXISTS imp_directors, imp_cast, imp_names")
+            self.staged = False
+
+
+def open_source(path: Path, fmt: str, genre_names: dict[str, str]) -> Source:
+    if not path.exists():
+        raise InputUnusable(f"{path} does not exist")
+    if fmt == "auto":
+        fmt = detect_format(path)
+    if fmt in ("imdb", "movielens"):
+        if not path.is_dir():
+            raise InputUnusable(f"--format {fmt} reads a folder, and {path} is a file")
+        if fmt == "imdb":
+            return ImdbSource(path, genre_names)
+        if not (path / "movies.csv").is_file():
+            raise InputUnusable(f"{path}: no movies.csv")
+        return MovieLensSource(path, genre_names)
+    if path.is_dir():
+        raise InputUnusable(f"--format {fmt} reads a file, and {path} is a folder")
+    return OurSource(path, fmt)
+
+
+# ---- progress ----------------------------------------------------------------------------------
+
+
+class Progress:
+    """A tqdm bar with rows/s on a terminal; a plain line every few seconds otherwise."""
+
+    def __init__(self, stream: TextIO, *, tty: bool | None = None, every: float = 5.0) -> None:
+        self.stream = stream
+        self.tty = stream.isatty() if tty is None else tty
+        self.every = every
+
+    def wrap(self, items: Iterator[Any], label: str) -> Iterator[Any]:
+        if self.tty:
+            from tqdm import tqdm
+
+            with tqdm(items, desc=label, unit=" rows", unit_scale=True, file=self.stream) as bar:
+                yield from bar
+            return
+        start = last = time.monotonic()
+        count = 0
+        for count, item in enumerate(items, start=1):
+            yield item
+            now = time.monotonic()
+            if now - last >= self.every:
+                last = now
+                self.stream.write(f"{label}: {count:,} rows, {count / (now - start):,.0f} rows/s\n")
+                self.stream.flush()
+
+
+# ---- writing -----------------------------------------------------------------------------------
+
+
+def raw_cursor() -> psycopg.Cursor[Any]:
+    """A server-side-binding psycopg cursor on Django's connection (inside Django's transactions)."""
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+@dataclass
+class Counts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+
+class BatchConflict(Exception):
+    """A locked row did not have the version read: the batch is rolled back and retried."""
+
+
+_MOVIE_COLUMNS = "id, version, title, year, runtime, overview, imdb_id"
+
+
+class BatchWriter:
+    """Writes batches of validated records with bulk SQL; genres resolved once and kept (there are few)."""
+
+    def __init__(self, genre_names: dict[str, str]) -> None:
+        self.genre_names = genre_names
+        self.genre_ids: dict[str, int] = {}
+        self.genres_table = Movie.genres.through._meta.db_table
+        self.directors_table = Movie.directors.through._meta.db_table
+        self.cast_table = CastMember._meta.db_table
+
+    def write(self, records: list[MovieRecord]) -> Counts:
+        """Write one batch in one transaction; rows are locked, so a conflict means a bug or a race: retry."""
+        for attempt in range(3):
+            try:
+                with transaction.atomic():
+                    return self._write(records)
+            except BatchConflict:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _write(self, records: list[MovieRecord]) -> Counts:
+        cursor = raw_cursor()
+        counts = Counts()
+        genre_ids = self._genres(cursor, {slug for record in records for slug in record.genres})
+        person_ids = self._people(cursor, records)
+        matched = self._match(cursor, records)
+        relations = self._relations(cursor, [row[0] for row in matched.values()])
+
+        new = [record for record in records if id(record) not in matched]
+        changed: list[tuple[MovieRecord, tuple[Any, ...]]] = []
+        for record in records:
+            if id(record) not in matched:
+                continue
+            row = matched[id(record)]
+            if self._differs(record, row, relations.get(row[0]), genre_ids, person_ids):
+                changed.append((record, row))
+            else:
+                counts.unchanged += 1
+
+        movie_ids: dict[int, int] = {}
+        if new:
+            cursor.execute(
+                "INSERT INTO movies_movie (title, year, runtime, overview, imdb_id, version, rating_count,"
+                " rating_sum, created_at, updated_at)"
+                " SELECT t, y, r, o, i, 1, 0, 0, now(), now()"
+                " FROM unnest(%s::text[], %s::int[], %s::int[], %s::text[], %s::text[]) AS v(t, y, r, o, i)"
+                " RETURNING id, imdb_id, title, year",
+                [
+                    [r.title for r in new],
+                    [r.year for r in new],
+                    [r.runtime for r in new],
+                    [r.overview for r in new],
+                    [r.imdb_id for r in new],
+                ],
+            )
+            by_key = {("imdb", i) if i else ("natural", t, y): pk for pk, i, t, y in cursor.fetchall()}
+            for record in new:
+                movie_ids[id(record)] = by_key[record.key]
+            counts.created = len(new)
+        if changed:
+            merged = [self._merge(record, row) for record, row in changed]
+            cursor.execute(
+                "UPDATE movies_movie AS m SET title = v.t, year = v.y, runtime = v.r, overview = v.o,"
+                " imdb_id = v.i, version = m.version + 1, updated_at = now()"
+                " FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[])"
+                " AS v(id, ver, t, y, r, o, i) WHERE m.id = v.id AND m.version = v.ver",
+                [list(column) for column in zip(*merged, strict=True)],
+            )
+            if cursor.rowcount != len(changed):
+                raise BatchConflict
+            ids = [row[0] for _, row in changed]
+            for record, row in changed:
+                movie_ids[id(record)] = row[0]
+            for name, table in (
+                ("genres", self.genres_table),
+                ("directors", self.directors_table),
+                ("cast", self.cast_table),
+            ):
+                replaced = [pk for (record, _), pk in zip(changed, ids, strict=True) if name in record.present]
+                if replaced:
+                    cursor.execute(f"DELETE FROM {table} WHERE movie_id = ANY(%s)", [replaced])  # noqa: S608
+            counts.updated = len(changed)
+
+        written = new + [record for record, _ in changed]
+        new_ids = {id(record) for record in new}
+        self._copy(
+            cursor,
+            f"COPY {self.genres_table} (movie_id, genre_id) FROM STDIN",
+            (
+                (movie_ids[id(r)], genre_ids[slug])
+                for r in written
+                if "genres" in r.present or id(r) in new_ids
+                for slug in r.genres
+            ),
+        )
+        self._copy(
+            cursor,
+            f"COPY {self.directors_table} (movie_id, person_id) FROM STDIN",
+            (
+                (movie_ids[id(r)], pid)
+                for r in written
+                if "directors" in r.present or id(r) in new_ids
+                for pid in dict.fromkeys(person_ids[p.key] for p in r.directors)
+            ),
+        )
+        self._copy(
+            cursor,
+            f'COPY {self.cast_table} (movie_id, person_id, "character", "order") FROM STDIN',
+            (
+                (movie_ids[id(r)], person_ids[person.key], character, order)
+                for r in written
+                if "cast" in r.present or id(r) in new_ids
+                for order, (person, character) in enumerate(r.cast)
+            ),
+        )
+        return counts
+
+    @staticmethod
+    def _copy(cursor: psycopg.Cursor[Any], sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _genres(self, cursor: psycopg.Cursor[Any], slugs: set[str]) -> dict[str, int]:
+        """Genre ids by slug; unknown slugs become new genres (named from the source where it named them)."""
+        missing = sorted(slugs - self.genre_ids.keys())
+        if missing:
+            names = [self.genre_names.get(slug) or slug.replace("-", " ").title() for slug in missing]
+            cursor.execute(
+                "INSERT INTO movies_genre (slug, name) SELECT s, n FROM unnest(%s::text[], %s::text[]) AS v(s, n)"
+                " ON CONFLICT DO NOTHING",
+                [missing, names],
+            )
+            # A name taken by another slug: fall back to the slug as the name.
+            cursor.execute(
+                "INSERT INTO movies_genre (slug, name) SELECT s, s FROM unnest(%s::text[]) AS v(s)"
+                " WHERE NOT EXISTS (SELECT 1 FROM movies_genre g WHERE g.slug = v.s) ON CONFLICT DO NOTHING",
+                [missing],
+            )
+            cursor.execute("SELECT slug, id FROM movies_genre WHERE slug = ANY(%s)", [missing])
+            self.genre_ids.update(cursor.fetchall())
+        return self.genre_ids
+
+    @staticmethod
+    def _people(cursor: psycopg.Cursor[Any], records: list[MovieRecord]) -> dict[tuple[str, str], int]:
+        """Person ids by key: nm id (created, or renamed when the name changed), else name (first match)."""
+        by_nm: dict[str, str] = {}
+        by_name: set[str] = set()
+        for record in records:
+            for person in [*record.directors, *(person for person, _ in record.cast)]:
+                if person.imdb_id:
+                    by_nm.setdefault(person.imdb_id, person.name)
+                else:
+                    by_name.add(person.name)
+        ids: dict[tuple[str, str], int] = {}
+        if by_nm:
+            nms = list(by_nm)
+            cursor.execute("SELECT imdb_id, id, name FROM movies_person WHERE imdb_id = ANY(%s)", [nms])
+            renamed: list[tuple[str, str]] = []
+            for nm, pk, name in cursor.fetchall():
+                ids["nm", nm] = pk
+                if name != by_nm[nm]:
+                    renamed.append((nm, by_nm[nm]))
+            missing = [nm for nm in nms if ("nm", nm) not in ids]
+            if missing:
+                cursor.execute(
+                    "INSERT INTO movies_person (name, imdb_id, created_at, updated_at)"
+                    " SELECT n, i, now(), now() FROM unnest(%s::text[], %s::text[]) AS v(n, i)"
+                    " ON CONFLICT (imdb_id) DO NOTHING RETURNING imdb_id, id",
+                    [[by_nm[nm] for nm in missing], missing],
+                )
+                ids.update((("nm", nm), pk) for nm, pk in cursor.fetchall())
+                still = [nm for nm in missing if ("nm", nm) not in ids]
+                if still:  # created meanwhile by someone else
+                    cursor.execute("SELECT imdb_id, id FROM movies_person WHERE imdb_id = ANY(%s)", [still])
+                    ids.update((("nm", nm), pk) for nm, pk in cursor.fetchall())
+            if renamed:
+                cursor.execute(
+                    "UPDATE movies_person AS p SET name = v.n, updated_at = now()"
+                    " FROM unnest(%s::text[], %s::text[]) AS v(i, n) WHERE p.imdb_id = v.i",
+                    [[nm for nm, _ in renamed], [name for _, name in renamed]],
+                )
+        if by_name:
+            names = sorted(by_name)
+            cursor.execute(
+                "SELECT DISTINCT ON (name) name, id FROM movies_person"
+                " WHERE imdb_id IS NULL AND name = ANY(%s) ORDER BY name, id",
+                [names],
+            )
+            ids.update((("name", name), pk) for name, pk in cursor.fetchall())
+            missing = [name for name in names if ("name", name) not in ids]
+            if missing:
+                cursor.execute(
+                    "INSERT INTO movies_person (name, created_at, updated_at)"
+                    " SELECT n, now(), now() FROM unnest(%s::text[]) AS v(n) RETURNING name, id",
+                    [missing],
+                )
+                ids.update((("name", name), pk) for name, pk in cursor.fetchall())
+        return ids
+
+    @staticmethod
+    def _match(cursor: psycopg.Cursor[Any], records: list[MovieRecord]) -> dict[int, tuple[Any, ...]]:
+        """Existing movies for the records (by IMDb id, else by title + year among movies without one), locked."""
+        imdb_ids = [r.imdb_id for r in records if r.imdb_id]
+        cursor.execute("SELECT id, imdb_id FROM movies_movie WHERE imdb_id = ANY(%s)", [imdb_ids])
+        by_imdb = {i: pk for pk, i in cursor.fetchall()}
+        natural = [r for r in records if not (r.imdb_id and r.imdb_id in by_imdb)]
+        by_natural: dict[tuple[str, int], int] = {}
+        if natural:
+            cursor.execute(
+                "SELECT DISTINCT ON (m.title, m.year) m.title, m.year, m.id FROM movies_movie m"
+                " JOIN unnest(%s::text[], %s::int[]) AS k(title, year) ON m.title = k.title AND m.year = k.year"
+                " WHERE m.imdb_id IS NULL ORDER BY m.title, m.year, m.id",
+                [[r.title for r in natural], [r.year for r in natural]],
+            )
+            by_natural = {(t, y): pk for t, y, pk in cursor.fetchall()}
+        wanted: dict[int, int] = {}  # id(record) -> movie id
+        taken: set[int] = set()
+        for record in records:
+            pk = by_imdb.get(record.imdb_id) if record.imdb_id else None
+            if pk is None:
+                pk = by_natural.get((record.title, record.year))
+            if pk is not None and pk not in taken:
+                wanted[id(record)] = pk
+                taken.add(pk)
+        if not wanted:
+            return {}
+        # Lock in id order (no deadlocks between importers); the UPDATE checks the version read here.
+        cursor.execute(
+            f"SELECT {_MOVIE_COLUMNS} FROM movies_movie WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",  # noqa: S608
+            [sorted(taken)],
+        )
+        rows = {row[0]: row for row in cursor.fetchall()}
+        return {key: rows[pk] for key, pk in wanted.items() if pk in rows}
+
+    def _relations(self, cursor: psycopg.Cursor[Any], movie_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The current genres, directors (as sets) and cast (as a list) of the matched movies."""
+        current: dict[int, dict[str, Any]] = {pk: {"genres": set(), "directors": set(), "cast": []} for pk in movie_ids}
+        if not movie_ids:
+            return current
+        cursor.execute(f"SELECT movie_id, genre_id FROM {self.genres_table} WHERE movie_id = ANY(%s)", [movie_ids])  # noqa: S608
+        for pk, genre in cursor.fetchall():
+            current[pk]["genres"].add(genre)
+        cursor.execute(
+            f"SELECT movie_id, person_id FROM {self.directors_table} WHERE movie_id = ANY(%s)",  # noqa: S608
+            [movie_ids],
+        )
+        for pk, person in cursor.fetchall():
+            current[pk]["directors"].add(person)
+        cursor.execute(
+            f'SELECT movie_id, person_id, "character" FROM {self.cast_table}'  # noqa: S608
+            ' WHERE movie_id = ANY(%s) ORDER BY movie_id, "order"',
+            [movie_ids],
+        )
+        for pk, person, character in cursor.fetchall():
+            current[pk]["cast"].append((person, character))
+        return current
+
+    @staticmethod
+    def _merge(record: MovieRecord, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The movie's new scalar values: the record's where it carries the field, the current ones elsewhere."""
+        pk, version, *values = row
+        current = dict(zip(SCALARS, values, strict=True))
+        new = [getattr(record, name) if name in record.present else current[name] for name in SCALARS]
+        return (pk, version, *new)
+
+    def _differs(
+        self,
+        record: MovieRecord,
+        row: tuple[Any, ...],
+        relations: dict[str, Any] | None,
+        genre_ids: dict[str, int],
+        person_ids: dict[tuple[str, str], int],
+    ) -> bool:
+        if self._merge(record, row) != row:
+            return True
+        relations = relations or {"genres": set(), "directors": set(), "cast": []}
+        present = record.present
+        if "genres" in present and {genre_ids[slug] for slug in record.genres} != relations["genres"]:
+            return True
+        if "directors" in present and {person_ids[p.key] for p in record.directors} != relations["directors"]:
+            return True
+        return "cast" in present and [(person_ids[p.key], c) for p, c in record.cast] != relations["cast"]
+
+
+# ---- the import --------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    counts: Counts = field(default_factory=Counts)
+    rows: int = 0
+    valid: int = 0
+    rejected: int = 0
+    elapsed: float = 0.0
+    dry_run: bool = False
+    strict: bool = False
+    fatal: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.rejected or self.fatal else 0
+
+    def summary(self) -> str:
+        rate = self.rows / self.elapsed if self.elapsed else 0.0
+        if self.dry_run:
+            head = f"dry run, nothing written: valid: {self.valid:,}"
+        elif self.strict and self.rejected:
+            head = "strict: nothing loaded because of rejected rows: created: 0, updated: 0, unchanged: 0"
+        else:
+            c = self.counts
+            head = f"created: {c.created:,}, updated: {c.updated:,}, unchanged: {c.unchanged:,}"
+        return f"{head}, rejected: {self.rejected:,}, elapsed: {self.elapsed:.2f}s ({rate:,.0f} rows/s)"
+
+
+class ErrorSink:
+    """Reports bad rows to the terminal and, if asked, to a CSV or JSONL file."""
+
+    TERMINAL_CAP = 1000
+
+    def __init__(self, stream: TextIO, path: Path | None) -> None:
+        self.stream, self.path, self.count = stream, path, 0
+        self._file: TextIO | None = None
+        self._csv: Any = None
+        if path is not None:
+            suffix = path.suffix.lower()
+            if suffix not in (".csv", ".jsonl", ".json"):
+                raise InputUnusable(f"--errors {path}: name the file .csv or .jsonl")
+            self._file = path.open("w", encoding="utf-8", errors="backslashreplace", newline="")
+            if suffix == ".csv":
+                self._csv = csv.writer(self._file)
+                self._csv.writerow(["file", "line", "field", "reason"])
+
+    def __call__(self, error: RowError) -> None:
+        self.count += 1
+        if self._file is None or self.count <= self.TERMINAL_CAP:
+            self.stream.write(f"rejected {error.file}:{error.line}: {error.field}: {error.reason}\n")
+        elif self.count == self.TERMINAL_CAP + 1:
+            self.stream.write(f"... more rejected rows are listed in {self.path}\n")
+        if self._csv is not None:
+            self._csv.writerow([error.file, error.line, error.field, error.reason])
+        elif self._file is not None:
+            self._file.write(json.dumps(error.as_dict(), ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class Importer:
+    """Reads, validates, de-duplicates and writes in batches; see the module docstring."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fmt: str = "auto",
+        batch_size: int = 5000,
+        dry_run: bool = False,
+        strict: bool = False,
+        errors: ErrorSink,
+        progress: Progress,
+    ) -> None:
+        self.genre_names: dict[str, str] = {}
+        self.source = open_source(path, fmt, self.genre_names)
+        self.batch_size = max(1, batch_size)
+        self.dry_run, self.strict = dry_run, strict
+        self.errors, self.progress = errors, progress
+        self.writer = BatchWriter(self.genre_names)
+        self.result = ImportResult(dry_run=dry_run, strict=strict)
+        self.lock = threading.Lock()
+        self.writer_thread: ThreadPoolExecutor | None = None
+        self.pending: Future[None] | None = None
+
+    def report(self, error: RowError) -> None:
+        with self.lock:  # the writer thread reports rows PostgreSQL refuses
+            self.result.rejected += 1
+            self.errors(error)
+
+    def run(self) -> ImportResult:
+        start = time.monotonic()
+        # Reading and validating (Python) overlap with writing (PostgreSQL) when each batch commits on its
+        # own: a writer thread with its own connection. Inside a caller's transaction, or with --strict's
+        # single transaction, everything stays on this thread's connection.
+        if not self.dry_run and not self.strict and not connection.in_atomic_block:
+            self.writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
+        try:
+            if self.strict and not self.dry_run:
+                # All or nothing: one transaction; each batch is a savepoint inside it.
+                with transaction.atomic():
+                    self._run()
+                    if self.result.rejected or self.result.fatal:
+                        transaction.set_rollback(True)
+            else:
+                self._run()
+        finally:
+            try:
+                self._wait()
+            finally:
+                self._on_writer(self._close_writer)
+                if self.writer_thread is not None:
+                    self.writer_thread.shutdown()
+                self.result.elapsed = time.monotonic() - start
+        return self.result
+
+    def _session(self) -> None:
+        """The writer's session: a commit need not wait for its WAL flush. Each batch stays atomic; a crash
+        can lose only the last batches committed, which a rerun writes again."""
+        raw_cursor().execute("SET synchronous_commit TO off")
+
+    def _on_writer(self, work: Callable[[], Any]) -> Any:
+        """Run work where the batches are written (the writer thread, else here) and wait for it."""
+        if self.writer_thread is None:
+            return work()
+        return self.writer_thread.submit(work).result()
+
+    def _close_writer(self) -> None:
+        self.source.close()
+        if self.writer_thread is not None:
+            connection.close()  # the writer thread's own connection
+
+    def _wait(self) -> None:
+        """Wait for the batch in flight (one at most, so memory stays at two batches)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def _writing(self) -> bool:
+        return not self.dry_run and not (self.strict and (self.result.rejected or self.result.fatal))
+
+    def _run(self) -> None:
+        if self.writer_thread is not None:
+            self._on_writer(self._session)
+        self._on_writer(lambda: self.source.prepare(stage=not self.dry_run, report=self.report, progress=self.progress))
+        seen: set[int] = set()
+        batch: list[MovieRecord] = []
+        file = self.source.file
+        items = self.progress.wrap(self.source.items(), f"importing {file}")
+        try:
+            for line, raw in items:
+                self.result.rows += 1
+                if isinstance(raw, RowRejected):
+                    self.report(RowError(file, line, raw.field, raw.reason))
+                    continue
+                try:
+                    record = validate_movie(raw, file=file, line=line)
+                except RowRejected as exc:
+                    self.report(RowError(file, line, exc.field, exc.reason))
+                    continue
+                # A hash per key keeps memory small; a collision would wrongly reject one row in 2**64.
+                key_hash = hash(record.key)
+                if key_hash in seen:
+                    what = (
+                        f"IMDb id {record.imdb_id}"
+                        if record.imdb_id
+                        else f"title and year {record.title!r}, {record.year}"
+                    )
+                    self.report(
+                        RowError(
+                            file,
+                            line,
+                            "imdb_id" if record.imdb_id else "title",
+                            f"duplicate: {what} appeared earlier in the file",
+                        )
+                    )
+                    continue
+                seen.add(key_hash)
+                self.result.valid += 1
+                batch.append(record)
+                if len(batch) >= self.batch_size:
+                    self._flush(batch)
+                    batch = []
+        except RowRejected as exc:  # the rest of the file cannot be read (truncated JSON, ...)
+            self.result.fatal = exc.reason
+            self.report(RowError(file, 0, exc.field, exc.reason))
+        except (OSError, EOFError, UnicodeError) as exc:
+            self.result.fatal = str(exc)
+            self.report(RowError(file, 0, "-", f"the file cannot be read further: {exc}"))
+        self._flush(batch)
+
+    def _flush(self, batch: list[MovieRecord]) -> None:
+        if not batch or not self._writing():
+            return
+        if self.writer_thread is None:
+            self._write(batch)
+            return
+        self._wait()
+        self.pending = self.writer_thread.submit(self._write, batch)
+
+    def _write(self, batch: list[MovieRecord]) -> None:
+        self.source.complete(batch)
+        try:
+            self.result.counts.add(self.writer.write(batch))
+        except DatabaseError:
+            # One bad row must not sink its batch: write them one by one, reporting the ones PostgreSQL refuses.
+            for record in batch:
+                try:
+                    self.result.counts.add(self.writer.write([record]))
+                except DatabaseError as exc:
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    self.report(RowError(record.file, record.line, "-", f"refused by the database: {reason}"))
+
+
+def run_import(
+    path: Path,
+    *,
+    fmt: str = "auto",
+    batch_size: int = 5000,
+    dry_run: bool = False,
+    strict: bool = False,
+    errors_path: Path | None = None,
+    stderr: TextIO | None = None,
+    tty: bool | None = None,
+) -> ImportResult:
+    """Import a file or folder; raises InputUnusable when the input cannot be used at all."""
+    stderr = stderr or sys.stderr
+    sink = ErrorSink(stderr, errors_path)
+    try:
+        importer = Importer(
+            path,
+            fmt=fmt,
+            batch_size=batch_size,
+            dry_run=dry_run,
+            strict=strict,
+            errors=sink,
+            progress=Progress(stderr, tty=tty),
+        )
+        return importer.run()
+    finally:
+        sink.close()

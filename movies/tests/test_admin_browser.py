@@ -1,0 +1,113 @@
+"""Two tabs of a real browser (headless Chromium from Debian) editing one movie in the admin on a live gunicorn."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from conftest import curators_group
+from movies.tests.factories import MovieFactory
+
+pytestmark = [pytest.mark.live, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+PASSWORD = "a-long-enough-password-7"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium through Selenium with a fresh profile; `make install-browser` installs it."""
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromium-driver are missing: `make install-browser` should have installed them")
+        pytest.skip("chromium / chromium-driver not installed (make install-browser)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    driver.implicitly_wait(10)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for_text(driver: Any, text: str) -> None:
+    """Wait until the page shows text: a click returns before the next page has loaded."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 30).until(lambda d: text in d.page_source)
+
+
+def save_title(driver: Any, title: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.ID, "id_title")
+    field.clear()
+    field.send_keys(title)
+    driver.find_element(By.NAME, "_save").click()
+
+
+def test_the_second_tab_to_save_gets_the_conflict_and_overwrites_nothing(
+    transactional_db: None, live_server_factory: Callable[..., Any], browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    curator = User.objects.create_user("browser-curator", password=PASSWORD, is_staff=True)
+    group = curators_group()
+    group.permissions.add(Permission.objects.get(codename="view_rating"))
+    curator.groups.add(group)
+    movie = MovieFactory.create(title="The Matrix", year=1999)
+    server = live_server_factory(workers=2, env={"STATIC_MANIFEST": "0"})
+    change_url = f"{server.url}/admin/movies/movie/{movie.pk}/change/"
+
+    browser.get(f"{server.url}/admin/login/?next=/admin/")
+    browser.find_element(By.ID, "id_username").send_keys(curator.username)
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit], button[type=submit]").click()
+    wait_for_text(browser, "Site administration")
+
+    browser.get(change_url)
+    tab_a = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    browser.get(change_url)
+
+    save_title(browser, "Saved in tab B")
+    wait_for_text(browser, "was changed successfully")
+
+    browser.switch_to.window(tab_a)
+    save_title(browser, "Saved in tab A")
+
+    wait_for_text(browser, "changed by someone else")
+    error = browser.find_element(By.CSS_SELECTOR, ".errornote, .errorlist.nonfield").text
+    assert error
+    page = browser.page_source
+    assert "changed by someone else" in page
+    assert "you opened version 1, and it is now at version 2" in page
+    movie.refresh_from_db()
+    assert (movie.title, movie.version) == ("Saved in tab B", 2)

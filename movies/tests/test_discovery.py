@@ -1,0 +1,292 @@
+"""The movie list at scale: filters, search, ordering, pagination, and constant queries per request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connection
+from rest_framework import serializers
+from rest_framework.test import APIClient
+
+from movieapi import pagination
+from movies import selectors
+from movies.models import Genre, Movie, Person
+from movies.serializers import MovieSerializer
+from movies.tests.factories import CastMemberFactory, GenreFactory, MovieFactory, PersonFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/movies/"
+
+
+def ids(response: Any) -> list[int]:
+    assert response.status_code == 200, response.json()
+    return [movie["id"] for movie in response.json()["results"]]
+
+
+def assert_problem(response: Any, parameter: str) -> None:
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"].startswith("application/problem+json")
+    assert parameter in response.json()["errors"], response.json()
+
+
+@pytest.fixture
+def catalogue(genres: dict[str, Genre], people: list[Person]) -> dict[str, Movie]:
+    """A handful of movies with distinct genres, years, runtimes, ratings and credits."""
+    action, drama, scifi = genres["action"], genres["drama"], genres["science-fiction"]
+    director, actor, _ = people
+    movies = {
+        "matrix": MovieFactory.create(
+            title="The Matrix",
+            year=1999,
+            runtime=136,
+            overview="A hacker learns the truth about reality.",
+            genres=[action, scifi],
+            directors=[director],
+        ),
+        "heat": MovieFactory.create(
+            title="Heat", year=1995, runtime=170, overview="A detective hunts a crew of thieves.", genres=[action]
+        ),
+        "her": MovieFactory.create(
+            title="Her", year=2013, runtime=None, overview="A lonely writer and his computer.", genres=[drama, scifi]
+        ),
+        "spirited": MovieFactory.create(
+            title="千と千尋の神隠し", year=2001, runtime=125, overview="Spirits and a bathhouse.", genres=[drama]
+        ),
+        "brat": MovieFactory.create(title="Брат", year=1997, runtime=99, overview="Петербург, девяностые."),
+    }
+    CastMemberFactory.create(movie=movies["heat"], person=actor, character="Neil", order=0)
+    Movie.objects.filter(pk=movies["matrix"].pk).update(rating_count=2, rating_sum=17)  # 8.5
+    Movie.objects.filter(pk=movies["heat"].pk).update(rating_count=1, rating_sum=8)  # 8.0
+    Movie.objects.filter(pk=movies["brat"].pk).update(rating_count=1, rating_sum=9)  # 9.0
+    return movies
+
+
+def pk(catalogue: dict[str, Movie], *names: str) -> list[int]:
+    return [catalogue[name].pk for name in names]
+
+
+# ---- filters -----------------------------------------------------------------------------------
+
+
+def test_genre_filter_requires_every_genre_repeated_or_comma_separated(
+    anon: APIClient, catalogue: dict[str, Movie]
+) -> None:
+    assert ids(anon.get(URL, {"genre": "science-fiction"})) == pk(catalogue, "matrix", "her")
+    assert ids(anon.get(URL + "?genre=action&genre=science-fiction")) == pk(catalogue, "matrix")
+    assert ids(anon.get(URL, {"genre": "drama,science-fiction"})) == pk(catalogue, "her")
+
+
+def test_range_filters(anon: APIClient, catalogue: dict[str, Movie]) -> None:
+    assert ids(anon.get(URL, {"year_min": 1997, "year_max": 2001})) == pk(catalogue, "matrix", "spirited", "brat")
+    assert ids(anon.get(URL, {"runtime_min": 126, "runtime_max": 170})) == pk(catalogue, "matrix", "heat")
+    assert ids(anon.get(URL, {"rating_min": "8.5"})) == pk(catalogue, "matrix", "brat")
+
+
+def test_person_filter_matches_cast_and_directors(
+    anon: APIClient, catalogue: dict[str, Movie], people: list[Person]
+) -> None:
+    assert ids(anon.get(URL, {"person": people[0].pk})) == pk(catalogue, "matrix")
+    assert ids(anon.get(URL, {"person": people[1].pk})) == pk(catalogue, "heat")
+    assert ids(anon.get(URL, {"person": people[2].pk})) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ({"genre": "no-such-genre"}, "genre"),
+        ({"genre": "Not A Slug"}, "genre"),
+        ({"ordering": "budget"}, "ordering"),
+        ({"ordering": "year,-nope"}, "ordering"),
+        ({"year_min": "nineteen"}, "year_min"),
+        ({"year_max": "1999.5"}, "year_max"),
+        ({"year_min": "9" * 30}, "year_min"),
+        ({"runtime_max": "-1"}, "runtime_max"),
+        ({"rating_min": "11"}, "rating_min"),
+        ({"rating_min": "NaN"}, "rating_min"),
+        ({"person": "abc"}, "person"),
+        ({"person": "9" * 30}, "person"),
+        ({"person": "999999"}, "person"),
+        ({"search": "x\x00y"}, "search"),
+        ({"search": "x" * 201}, "search"),
+        ({"genres": "action"}, "genres"),
+        ({"page": "0"}, "page"),
+        ({"page_size": "101"}, "page_size"),
+    ],
+)
+def test_bad_values_are_400_naming_the_parameter(
+    anon: APIClient, catalogue: dict[str, Movie], query: dict[str, str], parameter: str
+) -> None:
+    assert_problem(anon.get(URL, query), parameter)
+
+
+# ---- ordering ----------------------------------------------------------------------------------
+
+
+def test_rating_ordering_puts_unrated_movies_last_in_both_directions(
+    anon: APIClient, catalogue: dict[str, Movie]
+) -> None:
+    assert ids(anon.get(URL, {"ordering": "-rating"})) == pk(catalogue, "brat", "matrix", "heat", "spirited", "her")
+    assert ids(anon.get(URL, {"ordering": "rating"})) == pk(catalogue, "heat", "matrix", "brat", "her", "spirited")
+
+
+@pytest.mark.parametrize("key", ["title", "year", "runtime", "rating", "rating_count", "created_at"])
+def test_every_ordering_key_in_both_directions_breaks_ties_by_id(anon: APIClient, key: str) -> None:
+    movies = [MovieFactory.create(year=2000 + n % 2, runtime=100 + n % 2, title=f"T{n % 2}") for n in range(6)]
+    for ascending in (True, False):
+        listed = ids(anon.get(URL, {"ordering": key if ascending else f"-{key}"}))
+        assert sorted(listed) == sorted(movie.pk for movie in movies)
+        rows = {m["id"]: m for m in anon.get(URL, {"ordering": key}).json()["results"]}
+        assert len(rows) == 6
+    # With all created_at / rating ties resolved by id, the order is fully determined by the data.
+    asc = ids(anon.get(URL, {"ordering": key}))
+    desc = ids(anon.get(URL, {"ordering": f"-{key}"}))
+    assert desc == list(reversed(asc))
+
+
+def test_paging_through_ties_never_repeats_or_skips(anon: APIClient) -> None:
+    movies = [MovieFactory.create(year=1990 + n % 3) for n in range(25)]
+    seen: list[int] = []
+    for page in range(1, 6):
+        seen += ids(anon.get(URL, {"ordering": "-year", "page_size": "6", "page": str(page)}))
+    assert sorted(seen) == sorted(movie.pk for movie in movies)
+    assert len(seen) == len(set(seen))
+
+
+# ---- search ------------------------------------------------------------------------------------
+
+
+def test_search_ranks_title_above_overview(anon: APIClient, catalogue: dict[str, Movie]) -> None:
+    writer = MovieFactory.create(title="Matrices", overview="A film about the matrix of a life.")
+    found = ids(anon.get(URL, {"search": "matrix"}))
+    assert found[0] == catalogue["matrix"].pk
+    assert writer.pk in found
+
+
+def test_search_tolerates_typos_in_titles(anon: APIClient, catalogue: dict[str, Movie]) -> None:
+    assert ids(anon.get(URL, {"search": "matrx"}))[:1] == pk(catalogue, "matrix")
+
+
+def test_search_overview_uses_english_stemming(anon: APIClient, catalogue: dict[str, Movie]) -> None:
+    assert ids(anon.get(URL, {"search": "hunting detectives"})) == pk(catalogue, "heat")
+
+
+@pytest.mark.parametrize(
+    "text", ["千と千尋の神隠し", "Брат", "Петербург", '"the matrix" -heat', "or -", "'", "a & b | !c"]
+)
+def test_search_handles_any_language_and_syntax(anon: APIClient, catalogue: dict[str, Movie], text: str) -> None:
+    response = anon.get(URL, {"search": text})
+    assert response.status_code == 200, response.json()
+
+
+def test_search_finds_titles_in_other_scripts(anon: APIClient, catalogue: dict[str, Movie]) -> None:
+    assert ids(anon.get(URL, {"search": "Брат"}))[:1] == pk(catalogue, "brat")
+    assert ids(anon.get(URL, {"search": "千と千尋の神隠し"}))[:1] == pk(catalogue, "spirited")
+
+
+def test_search_with_explicit_ordering_and_filters(anon: APIClient, catalogue: dict[str, Movie]) -> None:
+    found = ids(anon.get(URL, {"search": "a", "ordering": "-year", "genre": "drama"}))
+    assert found == sorted(found, key=lambda movie_id: -Movie.objects.get(pk=movie_id).year)
+
+
+# ---- pagination --------------------------------------------------------------------------------
+
+
+def test_small_lists_have_an_exact_count(anon: APIClient, catalogue: dict[str, Movie]) -> None:
+    body = anon.get(URL, {"page_size": 2}).json()
+    assert (body["count"], body["count_is_estimate"]) == (5, False)
+    assert body["next"].endswith("page=2&page_size=2") or "page=2" in body["next"]
+    assert body["previous"] is None
+    last = anon.get(URL, {"page_size": 2, "page": 3}).json()
+    assert (last["count"], last["next"], len(last["results"])) == (5, None, 1)
+    assert "page=2" in last["previous"]
+    assert anon.get(URL, {"page_size": 2, "page": 4}).status_code == 404
+
+
+def test_large_lists_get_a_flagged_estimate_and_exact_links(
+    anon: APIClient, catalogue: dict[str, Movie], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pagination, "EXACT_COUNT_LIMIT", 2)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE movies_movie")
+    pagination._table_estimates.clear()
+    for query in ({}, {"year_min": 1990}):
+        body = anon.get(URL, {"page_size": 2, **query}).json()
+        assert body["count_is_estimate"] is True
+        assert body["count"] >= 3
+        assert body["next"] is not None
+    last = anon.get(URL, {"page_size": 2, "page": 3}).json()
+    assert (last["count"], last["count_is_estimate"], last["next"]) == (5, False, None)
+
+
+def test_schema_documents_count_is_estimate(anon: APIClient) -> None:
+    schema = anon.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert b"count_is_estimate" in schema.content
+
+
+# ---- one representation, constant queries ----------------------------------------------------
+
+
+def test_fast_representation_equals_the_declared_fields(catalogue: dict[str, Movie], people: list[Person]) -> None:
+    CastMemberFactory.create(movie=catalogue["matrix"], person=people[2], character="Trinity «ü»", order=1)
+    catalogue["matrix"].directors.add(PersonFactory.create(name="Aaron"))
+    for movie in selectors.movie_queryset():
+        plain = Movie.objects.get(pk=movie.pk)
+        declared = serializers.Serializer.to_representation(MovieSerializer(), plain)
+        assert MovieSerializer(movie).data == declared
+        assert MovieSerializer(plain).data == declared
+
+
+def many_movies(count: int) -> None:
+    genres = [GenreFactory.create(slug=f"g{n}") for n in range(3)]
+    people = [PersonFactory.create() for _ in range(4)]
+    for n in range(count):
+        movie = MovieFactory.create(genres=genres[: n % 3 + 1], directors=people[:1])
+        for order, person in enumerate(people[1:]):
+            CastMemberFactory.create(movie=movie, person=person, order=order)
+
+
+@pytest.mark.parametrize("page_size", [1, 20, 100])
+@pytest.mark.parametrize(
+    ("query", "budget"), [({}, 3), ({"ordering": "-rating"}, 3), ({"genre": "g0", "year_min": "1990"}, 5)]
+)
+def test_list_queries_do_not_grow_with_the_page(
+    anon: APIClient, django_assert_max_num_queries: Any, page_size: int, query: dict[str, str], budget: int
+) -> None:
+    many_movies(105)
+    with django_assert_max_num_queries(budget):
+        response = anon.get(URL, {"page_size": str(page_size), **query})
+    assert len(ids(response)) == page_size
+
+
+def test_detail_is_one_query(anon: APIClient, django_assert_num_queries: Any) -> None:
+    many_movies(1)
+    movie = Movie.objects.get()
+    with django_assert_num_queries(1):
+        assert anon.get(f"{URL}{movie.pk}/").status_code == 200
+
+
+@pytest.mark.parametrize("films", [1, 30])
+def test_person_detail_queries_are_constant(anon: APIClient, django_assert_max_num_queries: Any, films: int) -> None:
+    many_movies(films)
+    person = Person.objects.order_by("id")[1]
+    with django_assert_max_num_queries(3):
+        body = anon.get(f"/api/v1/people/{person.pk}/").json()
+    assert len(body["roles"]) == films
+
+
+# ---- connections -------------------------------------------------------------------------------
+
+
+def test_psycopg_uses_its_compiled_implementation() -> None:
+    assert psycopg.pq.__impl__ in {"binary", "c"}
+
+
+def test_connections_are_reused_with_health_checks() -> None:
+    database = settings.DATABASES["default"]
+    conn_max_age = database["CONN_MAX_AGE"]
+    assert conn_max_age is None or (isinstance(conn_max_age, int) and conn_max_age > 0)
+    assert database["CONN_HEALTH_CHECKS"] is True
