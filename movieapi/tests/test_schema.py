@@ -28,3 +28,9 @@ def test_docs_pages_are_served(path: str) -> None:
     response = Client().get(path)
     assert response.status_code == 200
     assert b"cdn.jsdelivr" not in response.content  # assets are local (sidecar), so the docs work offline
+
+
+def test_models_and_migrations_agree() -> None:
+    out = io.StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
