@@ -22,7 +22,16 @@ from urllib.parse import parse_qs
 import orjson
 import psycopg
 
-from movies.sql import CAST_SQL, DIRECTORS_SQL, GENRES_SQL
+from movies.sql import (
+    CAST_SQL,
+    DIRECTORS_SQL,
+    GENRES_SQL,
+    SEARCH_CANDIDATES,
+    SEARCH_PROBE_SQL,
+    SEARCH_TSQUERY_SQL,
+    TITLE_MATCH_SQL,
+    TYPO_PROBE_SQL,
+)
 
 # As in movieapi/pagination.py (not imported: it needs Django).
 EXACT_COUNT_LIMIT = 1000
@@ -41,7 +50,6 @@ ORDERING = {
     "-year": "movies_movie.year DESC, movies_movie.id DESC",
     "year": "movies_movie.year ASC, movies_movie.id ASC",
 }
-SEARCH_QUERY = "(websearch_to_tsquery('simple'::regconfig, %s) || websearch_to_tsquery('english'::regconfig, %s))"
 
 _connection: psycopg.Connection[Any] | None = None
 _estimate: tuple[float, int] = (0.0, -1)
@@ -104,6 +112,16 @@ def table_estimate() -> int:
     return _estimate[1]
 
 
+def probe(sql: str, params: list[Any]) -> tuple[Any, ...]:
+    """A search probe (two statements: client-side binding, as Django's cursor; the row is in the second result)."""
+    cursor = psycopg.ClientCursor(db())
+    cursor.execute(sql, params)
+    cursor.nextset()
+    row = cursor.fetchone()
+    assert row is not None
+    return tuple(row)
+
+
 def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tuple[str, str]]]:
     page = int(query.get("page", ["1"])[0])
     size = int(query.get("page_size", ["20"])[0])
@@ -124,25 +142,56 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
         if name in query:
             where.append(f"movies_movie.year {op} %s")
             params.append(int(query[name][0]))
+    known: tuple[int, bool] | None = None  # a count the search probe told (as in movies/filters.py)
     if "search" in query:
-        text = query["search"][0]
-        condition = " AND ".join([*where, f"movies_movie.search_vector @@ {SEARCH_QUERY}"])
-        found = (
-            db().execute(f"SELECT 1 AS a FROM movies_movie WHERE {condition} LIMIT 1", [*params, text, text]).fetchone()
+        text = query["search"][0].strip()
+        ranked = "ordering" not in query
+        condition = " AND ".join([*where, f"movies_movie.search_vector @@ {SEARCH_TSQUERY_SQL}"])
+        matches_sql = f"SELECT movies_movie.id AS pk FROM movies_movie WHERE {condition}"
+        title_condition = " AND ".join([*where, TITLE_MATCH_SQL])
+        title_matches_sql = (
+            f"SELECT movies_movie.id AS pk, movies_movie.search_vector FROM movies_movie WHERE {title_condition}"
         )
-        if found:
-            where.append(f"movies_movie.search_vector @@ {SEARCH_QUERY}")
+        limit = SEARCH_CANDIDATES + 1
+        searchable, candidates = probe(
+            SEARCH_PROBE_SQL.format(
+                title_matches_sql=title_matches_sql, matches_sql=matches_sql, tsquery=SEARCH_TSQUERY_SQL
+            ),
+            [*params, text, text, *params, text, text, text, text, limit, text, text, limit],
+        )
+        candidates = candidates or []
+        if not searchable:
+            where.append("lower(movies_movie.title) = %s")
+            params.append(" ".join(text.lower().split()))
+            order = "movies_movie.rating_count DESC, movies_movie.id ASC"
+        elif candidates and not ranked:
+            where.append(f"movies_movie.search_vector @@ {SEARCH_TSQUERY_SQL}")
             params += [text, text]
+            known = None if len(candidates) > SEARCH_CANDIDATES else (len(candidates), False)
+        elif candidates:
+            where.append("movies_movie.id = ANY(%s)")
+            params.append(candidates[:SEARCH_CANDIDATES])
             rank_sql = (
-                f"(ts_rank(movies_movie.search_vector, {SEARCH_QUERY}) + word_similarity(%s, movies_movie.title))"
+                f"(ts_rank(movies_movie.search_vector, {SEARCH_TSQUERY_SQL})"
+                " + word_similarity(%s, movies_movie.title) + similarity(%s, movies_movie.title))"
             )
-            rank_params = [text, text, text]
-        else:
-            where.append("movies_movie.title %%> %s")
-            params.append(text)
-            rank_sql, rank_params = "word_similarity(%s, movies_movie.title)", [text]
-        if "ordering" not in query:
+            rank_params = [text, text, text, text]
             order = f"{rank_sql} DESC, movies_movie.id ASC"
+            known = (min(len(candidates), SEARCH_CANDIDATES), len(candidates) > SEARCH_CANDIDATES)
+        else:
+            typo_sql = " AND ".join([*where, "movies_movie.title %%> %s"])
+            (candidates,) = probe(
+                TYPO_PROBE_SQL.format(matches_sql=f"SELECT movies_movie.id AS pk FROM movies_movie WHERE {typo_sql}"),
+                [*params, text, SEARCH_CANDIDATES + 1],
+            )
+            where.append("movies_movie.id = ANY(%s)")
+            params.append(candidates[:SEARCH_CANDIDATES])
+            rank_sql, rank_params = "word_similarity(%s, movies_movie.title)", [text]
+            order = f"{rank_sql} DESC, movies_movie.rating_count DESC, movies_movie.id ASC"
+            known = (min(len(candidates), SEARCH_CANDIDATES), len(candidates) > SEARCH_CANDIDATES)
+        if not ranked:
+            rank_sql, rank_params = "", []
+            order = ORDERING[query["ordering"][0]]
     order_params = rank_params if "ordering" not in query and rank_sql else []
     if not where:
         rows = (
@@ -178,6 +227,8 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
     estimated = False
     if not has_next:
         count = offset + len(rows)
+    elif known is not None:
+        count, estimated = max(known[0], offset + size + 1), known[1]
     elif not where and table_estimate() > EXACT_COUNT_LIMIT:
         count, estimated = max(table_estimate(), offset + size + 1), True
     else:
@@ -189,7 +240,7 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
         )
         estimate = int(plan[0]["Plan"]["Plan Rows"])
         count, estimated = max(estimate, offset + size + 1), True
-    if estimated and where and estimate <= EXACT_COUNT_LIMIT:
+    if known is None and estimated and where and estimate <= EXACT_COUNT_LIMIT:
         count = (
             db()
             .execute(

@@ -8,6 +8,7 @@ elsewhere (the throttles' refusal and store-error counters) is collected the sam
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -43,7 +44,13 @@ def route_label(request: HttpRequest) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None or not match.route:
         return UNMATCHED_ROUTE
-    return "/" + _REGEX_GROUP.sub(r"{\1}", match.route.replace("^", "").replace("$", ""))
+    return _route_text(match.route)
+
+
+@functools.lru_cache(maxsize=512)
+def _route_text(route: str) -> str:
+    """A route as a label, computed once per route (there are a few dozen)."""
+    return "/" + _REGEX_GROUP.sub(r"{\1}", route.replace("^", "").replace("$", ""))
 
 
 class MetricsMiddleware:

@@ -89,6 +89,19 @@ def count_by_estimate(queryset: QuerySet[Any]) -> QuerySet[Any]:
     return queryset
 
 
+# Set (see `known_count`) on a queryset whose count the view already knows.
+_KNOWN_COUNT = "_known_count"
+
+
+def known_count(queryset: QuerySet[Any], count: int, *, is_estimate: bool) -> QuerySet[Any]:
+    """Mark the queryset with a count found while building it (a search's probe), so that none is run.
+
+    Like `count_by_estimate`, the mark is on this queryset object: pass it to the paginator as it is.
+    """
+    setattr(queryset, _KNOWN_COUNT, (count, is_estimate))
+    return queryset
+
+
 def cheap_count(queryset: QuerySet[Any], *, at_least: int, estimate_first: bool = False) -> tuple[int, bool]:
     """(count, is_estimate): exact up to EXACT_COUNT_LIMIT, PostgreSQL's estimate (never below at_least) above.
 
@@ -97,6 +110,9 @@ def cheap_count(queryset: QuerySet[Any], *, at_least: int, estimate_first: bool 
     exact count that stops at the limit. Without it (small filtered sets, like one user's ratings) the capped
     count comes first and the planner is asked only above the limit.
     """
+    known: tuple[int, bool] | None = getattr(queryset, _KNOWN_COUNT, None)
+    if known is not None:
+        return max(known[0], at_least), known[1]
     if not queryset.query.where:
         estimate = table_estimate(queryset)
         if estimate > EXACT_COUNT_LIMIT:
@@ -149,6 +165,10 @@ class PageNumberPagination(pagination.PageNumberPagination):
             raise ValidationError({"page_size": [f"Must be at most {self.max_page_size}, got {size}."]})
         return size
 
+    def page_rows(self, queryset: QuerySet[Any], offset: int, limit: int) -> list[Any]:
+        """Rows offset..offset+limit of the ordered queryset (a subclass may return them already represented)."""
+        return page_rows(queryset, offset, limit)
+
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
         """One page by deferred join, with a cheap count; a page past the end is a 404."""
         self.request = request
@@ -156,7 +176,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
         self.number = _positive_int(request, self.page_query_param) or 1
         offset = (self.number - 1) * size
         if isinstance(queryset, QuerySet):
-            rows = page_rows(queryset, offset, size + 1)
+            rows = self.page_rows(queryset, offset, size + 1)
         else:
             rows = list(queryset[offset : offset + size + 1])
         self.has_next = len(rows) > size
@@ -164,7 +184,9 @@ class PageNumberPagination(pagination.PageNumberPagination):
         if not rows and self.number > 1:
             raise NotFound("That page is past the last page of results.")
         if not self.has_next:
-            self.count, self.count_is_estimate = offset + len(rows), False
+            # The last page tells the count, unless the rows are a bounded part of the matches (a broad search).
+            known: tuple[int, bool] | None = getattr(queryset, _KNOWN_COUNT, None)
+            self.count, self.count_is_estimate = offset + len(rows), known is not None and known[1]
         elif isinstance(queryset, QuerySet):
             self.count, self.count_is_estimate = cheap_count(
                 queryset, at_least=offset + len(rows) + 1, estimate_first=self.estimate_first
@@ -205,7 +227,10 @@ class PageNumberPagination(pagination.PageNumberPagination):
         paginated = super().get_paginated_response_schema(schema)
         paginated["properties"]["count_is_estimate"] = {
             "type": "boolean",
-            "description": "True when `count` is PostgreSQL's estimate (more than 1000 matches), not an exact count.",
+            "description": (
+                "True when `count` is not the exact number of matches: PostgreSQL's estimate (more than 1000 "
+                "matches), or a ranked search that matches more than 1000 movies and returns its first 1000."
+            ),
             "example": False,
         }
         paginated["required"] = [*paginated.get("required", ["count", "results"]), "count_is_estimate"]

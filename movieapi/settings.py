@@ -123,6 +123,9 @@ def _database() -> dict[str, object]:
         dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 600), conn_health_checks=True)
     )
     config["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", f"test_{config['NAME']}")}
+    # Django's PostgreSQL backend with a health check that needs no round trip while the connection is quiet.
+    if config.get("ENGINE") == "django.db.backends.postgresql":
+        config["ENGINE"] = "movieapi.postgres"
     options: dict[str, object] = dict(config.get("OPTIONS") or {})  # type: ignore[call-overload]
     # The worker's pid in pg_stat_activity says which process holds a lock or runs a slow query.
     options.setdefault("application_name", f"movieapi:{os.getpid()}")
@@ -130,6 +133,11 @@ def _database() -> dict[str, object]:
     # migrations, imports and other commands run with the server's default (no limit).
     if env_bool("MOVIEAPI_WEB_SERVER") and STATEMENT_TIMEOUT_MS > 0:
         options["options"] = f"{options.get('options', '')} -c statement_timeout={STATEMENT_TIMEOUT_MS}".strip()
+    # Server-side prepared statements only where a statement asks for one (`selectors.prepared_cursor`, the
+    # movie read path): a threshold no statement reaches, instead of Django's None, which refuses even those.
+    # Django's own cursors bind client-side and never prepare. Behind PgBouncer in transaction mode (before
+    # 1.21) set DB_PREPARED_STATEMENTS=0.
+    options.setdefault("prepare_threshold", 2**31 - 1 if env_bool("DB_PREPARED_STATEMENTS", default=True) else None)
     config["OPTIONS"] = options
     return config
 
@@ -186,6 +194,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["knox.auth.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissionsOrAnonReadOnly"],
     "DEFAULT_RENDERER_CLASSES": ["movieapi.renderers.ORJSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "movieapi.negotiation.ContentNegotiation",
     "DEFAULT_PARSER_CLASSES": ["movieapi.parsers.StrictJSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "movieapi.pagination.PageNumberPagination",

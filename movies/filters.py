@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import django_filters
 from django import forms
-from django.contrib.postgres.search import SearchQuery, SearchRank, TrigramWordSimilarity
+from django.contrib.postgres.search import SearchQuery, SearchRank, TrigramSimilarity, TrigramWordSimilarity
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connections
-from django.db.models import Exists, F, OrderBy, OuterRef, Q, QuerySet
+from django.db.models import BooleanField, Exists, F, OrderBy, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Lower
 from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
-from movieapi.pagination import count_by_estimate
+from movieapi.pagination import count_by_estimate, known_count
 from movies.models import DB_MAX_YEAR, MAX_GENRES, MAX_RUNTIME, SLUG_RE, CastMember, Genre, Movie, Person
+from movies.sql import (
+    SEARCH_CANDIDATES,
+    SEARCH_PROBE_SQL,
+    SEARCH_TSQUERY_SQL,
+    TITLE_MATCH_SQL,
+    TITLE_SEARCH_CONFIG,
+    TYPO_PROBE_SQL,
+)
 
 _SLUG = re.compile(SLUG_RE)
 
@@ -202,15 +213,18 @@ class MovieFilterSet(django_filters.FilterSet):
         search = (data.get("search") or "").strip()
         keys: list[str] = data.get("ordering") or []
         order: list[OrderBy] = []
-        typo = False
+        result = None
         if search:
-            queryset, order, typo = search_movies(queryset, search)
+            result = search_movies(queryset, search, ranked=not keys)
+            queryset, order = result.queryset, result.order
         if keys:
             order = [_order_by(key) for key in keys]
             order.append(F("id").desc() if keys[-1].startswith("-") else F("id").asc())
         queryset = queryset.order_by(*order) if order else queryset.order_by("id")
+        if result is not None and result.count is not None:
+            return known_count(queryset, result.count, is_estimate=result.count_is_estimate)
         # Counting trigram matches exactly is never cheap (see count_by_estimate); the last page still is exact.
-        return count_by_estimate(queryset) if typo else queryset
+        return count_by_estimate(queryset) if result is not None and result.typo else queryset
 
 
 def _order_by(key: str) -> OrderBy:
@@ -220,41 +234,94 @@ def _order_by(key: str) -> OrderBy:
     return F(name).desc(nulls_last=nulls_last) if key.startswith("-") else F(name).asc(nulls_last=nulls_last)
 
 
-def search_movies(queryset: QuerySet[Movie], text: str) -> tuple[QuerySet[Movie], list[OrderBy], bool]:
-    """(matches, best-first ordering, whether they are typo matches): full text, else trigram title matches.
+@dataclass
+class SearchResult:
+    """What `search_movies` found: the matches, their best-first ordering, and how to count them."""
 
-    Full text is served by the GIN index `movie_search`; its rank adds the title's trigram word similarity to
-    `ts_rank`, so title hits (weight A) come before overview hits (weight B). Only when full text finds
-    nothing (a typo: `matrx`) do the titles' trigrams take over (`title %> q`, GIN `movie_title_trgm`), ranked
-    by word similarity, then by number of ratings (equally near titles: the better known first), then id.
-    OR-ing both arms made every query pay for the trigram arm (140 ms against 2 ms for `lost kingdom` on a
-    million movies). Ordering by `rating_count` also keeps PostgreSQL off the plan it preferred for the typo
-    arm, a whole scan of the `(title, id)` index filtered by `%>` (1.4 s): it cannot be index-only now, and
-    the GIN bitmap wins (12 ms for `lost kingdm`, ~60 ms warm for `matrx`, whose 10,000 candidates must all
-    be ranked).
+    queryset: QuerySet[Movie]
+    order: list[OrderBy]
+    # Exact number of matches (or of the candidates that are ranked), when the probe told it.
+    count: int | None = None
+    count_is_estimate: bool = False
+    # Trigram matches: never counted exactly (see count_by_estimate).
+    typo: bool = False
+
+
+def search_movies(queryset: QuerySet[Movie], text: str, *, ranked: bool = True) -> SearchResult:
+    """Full text, else trigram title matches (typos), else, for stop words only, the exact title (README, Search).
+
+    One probe (`SEARCH_PROBE_SQL`) tells whether the query has a word the index can look up and returns the ids
+    of up to SEARCH_CANDIDATES + 1 full-text matches: the movies whose title matches first (GIN
+    `movie_title_search`), then other matches in the order the GIN bitmap gives them (storage order). Ranked (no
+    explicit `ordering`), only the first SEARCH_CANDIDATES of them are ranked and returned: ranking reads every
+    match it ranks (a word in a third of the catalogue took 1.1 s), so a query matching more than that is answered
+    from a bounded candidate set, and says so with `count_is_estimate`; every title match is in it unless there are
+    more than SEARCH_CANDIDATES of those. Rank = `ts_rank` (title weight A above overview weight B) + the title's
+    trigram word similarity + its whole-title similarity, ties by id. When full text finds nothing (`matrx`), the
+    titles' trigrams take over (`title %> q`, GIN `movie_title_trgm`), bounded the same way and ranked by word
+    similarity, then number of ratings (equally near titles, the better known first), then id. With an explicit
+    `ordering`, every match is returned in that order.
     """
-    query = SearchQuery(text, search_type="websearch", config="simple") | SearchQuery(
+    query = SearchQuery(text, search_type="websearch", config=TITLE_SEARCH_CONFIG) | SearchQuery(
         text, search_type="websearch", config="english"
     )
     similarity = TrigramWordSimilarity(text, "title")
     matches = queryset.filter(search_vector=query)
-    if _has_rows(matches):
-        rank = SearchRank(F("search_vector"), query) + similarity
-        return matches.annotate(search_rank=rank), [F("search_rank").desc(), F("id").asc()], False
-    typos = queryset.filter(title__trigram_word_similar=text).annotate(search_rank=similarity)
-    return typos, [F("search_rank").desc(), F("rating_count").desc(), F("id").asc()], True
+    # Movies whose title words match (the probe checks that the whole query matches them too).
+    title_matches = queryset.filter(RawSQL(TITLE_MATCH_SQL, (text, text), output_field=BooleanField()))  # noqa: S611 (constant SQL; the text is a parameter)
+    searchable, candidates = _probe(
+        SEARCH_PROBE_SQL,
+        {"title_matches_sql": title_matches.values("pk", "search_vector"), "matches_sql": matches.values("pk")},
+        [text, text, SEARCH_CANDIDATES + 1, text, text, SEARCH_CANDIDATES + 1],
+    )
+    if not searchable:
+        # Only stop words ("her", "it") or negations: the index has nothing to look up; the exact title may exist.
+        exact = queryset.annotate(title_lower=Lower("title")).filter(title_lower=" ".join(text.lower().split()))
+        return SearchResult(exact, [F("rating_count").desc(), F("id").asc()])
+    if candidates:
+        more = len(candidates) > SEARCH_CANDIDATES
+        if not ranked:
+            # Every match, in the requested order; the count is known unless there are more than the candidates.
+            return SearchResult(matches, [], count=None if more else len(candidates))
+        found = queryset.filter(_id_in(candidates[:SEARCH_CANDIDATES]))
+        # Whole-title similarity on top: among titles containing every word, the exact title first
+        # (`the matrix`: "The Matrix" before "Matrix of the Matrix", which ts_rank prefers for its two matches).
+        rank = SearchRank(F("search_vector"), query) + similarity + TrigramSimilarity("title", text)
+        return SearchResult(
+            found.annotate(search_rank=rank),
+            [F("search_rank").desc(), F("id").asc()],
+            count=min(len(candidates), SEARCH_CANDIDATES),
+            count_is_estimate=more,
+        )
+    typos = queryset.filter(title__trigram_word_similar=text)
+    order = [F("search_rank").desc(), F("rating_count").desc(), F("id").asc()]
+    if not ranked:
+        return SearchResult(typos.annotate(search_rank=similarity), order, typo=True)
+    (candidates,) = _probe(TYPO_PROBE_SQL, {"matches_sql": typos.values("pk")}, [SEARCH_CANDIDATES + 1])
+    found = queryset.filter(_id_in(candidates[:SEARCH_CANDIDATES])).annotate(search_rank=similarity)
+    more = len(candidates) > SEARCH_CANDIDATES
+    return SearchResult(found, order, count=min(len(candidates), SEARCH_CANDIDATES), count_is_estimate=more)
 
 
-def _has_rows(queryset: QuerySet[Movie]) -> bool:
-    """Whether the queryset matches any row, planned for all its rows so that the GIN index answers.
+def _probe(template: str, sources: dict[str, QuerySet[Movie, Any]], params: list[Any]) -> tuple[Any, ...]:
+    """Run a probe template (movies/sql.py) around its sources' ids; candidate lists come back as lists ([] if none).
 
-    `EXISTS`/`LIMIT 1` lets PostgreSQL plan for the first row only, and for a word it has no statistics on
-    (a typo) it expects ~1,000 matches and sequential-scans to find the first soon: 300-540 ms when there is
-    none. A MATERIALIZED CTE is planned for all rows (a bitmap scan of `movie_search`: 0.4 ms for no match,
-    1.5 ms for `lost kingdom`, ~50 ms for a word in a third of the catalogue) and read only up to its first row.
+    `sources` (`values()` querysets) fill the template's placeholders in the order they appear in it; `params`
+    follow theirs.
     """
-    sql, params = queryset.order_by().values("pk").query.sql_with_params()
-    with connections[queryset.db].cursor() as cursor:
-        cursor.execute(f"WITH matches AS MATERIALIZED ({sql}) SELECT EXISTS (SELECT 1 FROM matches)", params)  # noqa: S608 (compiled ORM SQL with parameters)
+    sql: dict[str, str] = {}
+    source_params: list[Any] = []
+    for name, source in sources.items():
+        sql[name], these = source.order_by().query.sql_with_params()
+        source_params += these
+    with connections[next(iter(sources.values())).db].cursor() as cursor:
+        cursor.execute(template.format(**sql, tsquery=SEARCH_TSQUERY_SQL), [*source_params, *params])
+        cursor.nextset()  # past the SET LOCAL
         row = cursor.fetchone()
-    return bool(row and row[0])
+    assert row is not None
+    return tuple([] if value is None else value for value in row)
+
+
+def _id_in(ids: list[int]) -> RawSQL:
+    """`id = ANY(ids)` with the ids as one array parameter (a thousand-value IN list costs milliseconds to build)."""
+    return RawSQL(f'"{Movie._meta.db_table}"."id" = ANY(%s)', (ids,), output_field=BooleanField())  # noqa: S611 (a constant column name; the ids are a parameter)

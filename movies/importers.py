@@ -10,6 +10,7 @@ Each batch is one transaction, so a crash leaves every batch fully in or fully o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import functools
@@ -20,6 +21,7 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import psycopg
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils.text import slugify
 
 from movies.models import (
@@ -486,15 +488,23 @@ class Source:
     """Items from one input, and a hook that completes a batch of records before it is written."""
 
     file = ""
+    # Whether two batches may be written at once: only when every person is named by a unique IMDb id
+    # (people matched by name alone could be created twice by two concurrent transactions).
+    parallel = False
 
     def items(self) -> Iterator[Item]:
         raise NotImplementedError
 
-    def prepare(self, *, stage: bool, report: Callable[[RowError], None], progress: Progress) -> None:
-        """Read side files before the main one (IMDb: credits and names)."""
+    def prepare(
+        self, *, cursors: list[psycopg.Cursor[Any]], report: Callable[[RowError], None], progress: Progress
+    ) -> None:
+        """Read side files before the main one (IMDb: credits and names), staged on each cursor (none: dry run)."""
 
     def complete(self, records: list[MovieRecord]) -> None:
-        """Attach what the side files say about these records."""
+        """Attach what the side files say about these records (movies already in the catalogue)."""
+
+    def write_credits(self, cursor: psycopg.Cursor[Any], movies: list[tuple[int, str | None]]) -> None:
+        """Write the side files' credits of these newly created (id, imdb_id) movies straight in SQL."""
 
     def close(self) -> None:
         """Drop whatever prepare made."""
@@ -522,7 +532,9 @@ class MovieLensSource(Source):
         self.folder, self.file, self.genre_names = folder, "movies.csv", genre_names
         self.links: dict[int, int] | None = None
 
-    def prepare(self, *, stage: bool, report: Callable[[RowError], None], progress: Progress) -> None:
+    def prepare(
+        self, *, cursors: list[psycopg.Cursor[Any]], report: Callable[[RowError], None], progress: Progress
+    ) -> None:
         """Read links.csv into a movieId -> imdb number map (MovieLens catalogues are < 100k movies)."""
         path = self.folder / "links.csv"
         if not path.is_file():
@@ -586,9 +598,12 @@ class MovieLensSource(Source):
 class ImdbSource(Source):
     """title.basics.tsv (films only), with credits from title.crew, title.principals and name.basics.
 
-    The side files are streamed into temporary tables first (flat memory whatever their size);
-    each batch then fetches its own credits with one indexed query per kind.
+    The side files are streamed into temporary tables first (flat memory whatever their size). New movies
+    get their credits from them in SQL (`write_credits`); movies already in the catalogue fetch theirs into
+    Python (`complete`) to be compared. Every person has an nm id, so two batches can be written at once.
     """
+
+    parallel = True
 
     def __init__(self, folder: Path, genre_names: dict[str, str]) -> None:
         self.folder, self.genre_names = folder, genre_names
@@ -610,39 +625,48 @@ class ImdbSource(Source):
         path = find_file(folder, name)
         return TsvFile(path, required) if path else None
 
-    def prepare(self, *, stage: bool, report: Callable[[RowError], None], progress: Progress) -> None:
-        """Validate the side files and, unless this is a dry run, COPY them into temporary tables."""
-        cursor = raw_cursor() if stage else None
-        if cursor is not None:
+    def prepare(
+        self, *, cursors: list[psycopg.Cursor[Any]], report: Callable[[RowError], None], progress: Progress
+    ) -> None:
+        """Validate the side files and, unless this is a dry run, COPY them into temporary tables.
+
+        Each writer connection gets its own copy (temporary tables are per session): the files are read once
+        and every row goes to all of them; the indexes are built on all connections at once.
+        """
+        for cursor in cursors:
             cursor.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS imp_directors (tconst text, ord int, nconst text);"
                 "CREATE TEMP TABLE IF NOT EXISTS imp_cast (tconst text, ord int, nconst text, character text);"
-                "CREATE TEMP TABLE IF NOT EXISTS imp_names (nconst text, name text);"
+                "CREATE TEMP TABLE IF NOT EXISTS imp_names (nconst text, name text, done bool NOT NULL DEFAULT false);"
                 "TRUNCATE imp_directors, imp_cast, imp_names"
             )
         if self.crew:
-            self._stage(cursor, "imp_directors", self._crew_rows(report, progress))
+            self._stage(cursors, "imp_directors", self._crew_rows(report, progress))
         if self.principals:
-            self._stage(cursor, "imp_directors", self._principal_rows(report, progress, directors=True))
-            self._stage(cursor, "imp_cast", self._principal_rows(report, progress, directors=False))
+            self._stage(cursors, "imp_directors", self._principal_rows(report, progress, directors=True))
+            self._stage(cursors, "imp_cast", self._principal_rows(report, progress, directors=False))
         if self.names:
-            self._stage(cursor, "imp_names", self._name_rows(report, progress))
-        if cursor is not None:
-            cursor.execute(
-                "CREATE INDEX ON imp_directors (tconst); CREATE INDEX ON imp_cast (tconst);"
-                "CREATE INDEX ON imp_names (nconst); ANALYZE imp_directors; ANALYZE imp_cast; ANALYZE imp_names"
-            )
+            self._stage(cursors, "imp_names (nconst, name)", self._name_rows(report, progress))
+        if cursors:
+            with contextlib.ExitStack() as stack:
+                for cursor in cursors:  # sent to every server before waiting for any
+                    stack.enter_context(cursor.connection.pipeline())
+                    for table, column in (("imp_directors", "tconst"), ("imp_cast", "tconst"), ("imp_names", "nconst")):
+                        cursor.execute(f"CREATE INDEX ON {table} ({column})")
+                        cursor.execute(f"ANALYZE {table}")
             self.staged = True
 
     @staticmethod
-    def _stage(cursor: psycopg.Cursor[Any] | None, table: str, rows: Iterator[tuple[Any, ...]]) -> None:
-        if cursor is None:
+    def _stage(cursors: list[psycopg.Cursor[Any]], table: str, rows: Iterator[tuple[Any, ...]]) -> None:
+        if not cursors:
             for _ in rows:  # a dry run only validates
                 pass
             return
-        with cursor.copy(f"COPY {table} FROM STDIN") as copy:
+        with contextlib.ExitStack() as stack:
+            copies = [stack.enter_context(cursor.copy(f"COPY {table} FROM STDIN")) for cursor in cursors]
             for row in rows:
-                copy.write_row(row)
+                for copy in copies:
+                    copy.write_row(row)
 
     def _crew_rows(self, report: Callable[[RowError], None], progress: Progress) -> Iterator[tuple[Any, ...]]:
         assert self.crew is not None
@@ -759,9 +783,18 @@ class ImdbSource(Source):
             yield line, raw
 
     def complete(self, records: list[MovieRecord]) -> None:
-        """Fetch this batch's directors and cast from the staged side files."""
+        """Fetch the directors and cast of these movies (already in the catalogue) from the staged side files.
+
+        Only matched movies come here, to be compared with what the catalogue holds; new ones get their
+        credits from `write_credits` without passing through Python.
+        """
         if not self.staged or not records:
             return
+        for record in records:  # a batch retried after a conflict completes its records again
+            if self.crew or self.principals:
+                record.directors = []
+            if self.principals:
+                record.cast = []
         by_id = {record.imdb_id: record for record in records}
         cursor = raw_cursor()
         # A person's name: name.basics, else the catalogue's; a credit for a nameless person is dropped.
@@ -791,10 +824,64 @@ class ImdbSource(Source):
             if name and len(cast) < MAX_CAST:
                 cast.append((PersonRef(name, nconst), character))
 
+    def write_credits(self, cursor: psycopg.Cursor[Any], movies: list[tuple[int, str | None]]) -> None:
+        """People, directors and cast of new movies with INSERT ... SELECT from the staged side files.
+
+        The same rules as `complete` + the Python path: a person is named by name.basics, else keeps the
+        catalogue's name (renamed when name.basics differs); a credit whose person has no name anywhere is
+        dropped; directors are distinct, in crew order, at most MAX_DIRECTORS; the cast keeps the principals'
+        `ordering`, numbered from 0, at most MAX_CAST. One indexed probe per movie and credit, nothing per row
+        in Python: this is most of the work of an import into an empty catalogue.
+        """
+        movies = [(pk, tconst) for pk, tconst in movies if tconst]
+        if not self.staged or not movies or not (self.crew or self.principals):
+            return
+        ids, tconsts = [pk for pk, _ in movies], [tconst for _, tconst in movies]
+        # Every lookup below is an index probe per movie (LATERAL ... LIMIT keeps the planner from hashing the
+        # whole staging table, which would make each batch cost as much as the file).
+        # People: created in nconst order, so that concurrent importers wait for each other in the same order
+        # (no deadlock), and renamed only where name.basics differs (an existing person is not locked here;
+        # the foreign key checks of the credits take a shared lock at commit). A name row is marked done in
+        # the same transaction, so each person is looked at once per connection rather than once per batch.
+        cursor.execute(
+            "WITH c AS MATERIALIZED ("
+            "  SELECT n.ctid AS at, c.nconst, n.name FROM ("
+            "   SELECT DISTINCT c.nconst FROM unnest(%s::text[]) AS b(tconst) CROSS JOIN LATERAL ("
+            "    SELECT nconst FROM imp_directors WHERE tconst = b.tconst"
+            "    UNION ALL SELECT nconst FROM imp_cast WHERE tconst = b.tconst) AS c) AS c"
+            "  CROSS JOIN LATERAL ("
+            "   SELECT ctid, name, done FROM imp_names WHERE nconst = c.nconst ORDER BY name LIMIT 1) AS n"
+            "  WHERE NOT n.done ORDER BY c.nconst),"
+            " created AS (INSERT INTO movies_person (name, imdb_id, created_at, updated_at)"
+            "  SELECT name, nconst, now(), now() FROM c ORDER BY nconst ON CONFLICT (imdb_id) DO NOTHING),"
+            " renamed AS (UPDATE movies_person AS p SET name = c.name, updated_at = now()"
+            "  FROM c WHERE p.imdb_id = c.nconst AND p.name <> c.name)"
+            " UPDATE imp_names SET done = true WHERE ctid = ANY(ARRAY(SELECT at FROM c))",
+            [tconsts],
+        )
+        cursor.execute(
+            f"INSERT INTO {Movie.directors.through._meta.db_table} (movie_id, person_id)"  # noqa: S608 (no input)
+            " SELECT b.movie_id, d.person_id FROM unnest(%s::bigint[], %s::text[]) AS b(movie_id, tconst)"
+            " CROSS JOIN LATERAL ("
+            "  SELECT p.id AS person_id FROM imp_directors d JOIN movies_person p ON p.imdb_id = d.nconst"
+            "  WHERE d.tconst = b.tconst GROUP BY p.id ORDER BY min(d.ord), p.id LIMIT %s) AS d",
+            [ids, tconsts, MAX_DIRECTORS],
+        )
+        if self.principals:
+            cursor.execute(
+                f'INSERT INTO {CastMember._meta.db_table} (movie_id, person_id, "character", "order")'  # noqa: S608
+                " SELECT b.movie_id, c.person_id, c.character, c.rank - 1"
+                " FROM unnest(%s::bigint[], %s::text[]) AS b(movie_id, tconst) CROSS JOIN LATERAL ("
+                "  SELECT p.id AS person_id, c.character, row_number() OVER (ORDER BY c.ord) AS rank"
+                "  FROM imp_cast c JOIN movies_person p ON p.imdb_id = c.nconst"
+                "  WHERE c.tconst = b.tconst ORDER BY c.ord LIMIT %s) AS c",
+                [ids, tconsts, MAX_CAST],
+            )
+
     def close(self) -> None:
+        """Drop the staging tables of this thread's connection (each writer has its own)."""
         if self.staged:
             raw_cursor().execute("DROP TABLE IF EXISTS imp_directors, imp_cast, imp_names")
-            self.staged = False
 
 
 def open_source(path: Path, fmt: str, genre_names: dict[str, str]) -> Source:
@@ -875,15 +962,19 @@ _MOVIE_COLUMNS = "id, version, title, year, runtime, overview, imdb_id"
 class BatchWriter:
     """Writes batches of validated records with bulk SQL; genres resolved once and kept (there are few)."""
 
-    def __init__(self, genre_names: dict[str, str]) -> None:
+    def __init__(self, genre_names: dict[str, str], source: Source | None = None) -> None:
         self.genre_names = genre_names
+        self.source = source or Source()
         self.genre_ids: dict[str, int] = {}
         self.genres_table = Movie.genres.through._meta.db_table
         self.directors_table = Movie.directors.through._meta.db_table
         self.cast_table = CastMember._meta.db_table
 
     def write(self, records: list[MovieRecord]) -> Counts:
-        """Write one batch in one transaction; rows are locked, so a conflict means a bug or a race: retry."""
+        """Write one batch in one transaction; rows are locked, so a conflict means a race: retry.
+
+        A deadlock with another importer (or with this one's other writer) is retried the same way.
+        """
         for attempt in range(3):
             try:
                 with transaction.atomic():
@@ -891,14 +982,19 @@ class BatchWriter:
             except BatchConflict:
                 if attempt == 2:
                     raise
+            except OperationalError as exc:
+                if attempt == 2 or not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected):
+                    raise
         raise AssertionError("unreachable")
 
     def _write(self, records: list[MovieRecord]) -> Counts:
         cursor = raw_cursor()
         counts = Counts()
         genre_ids = self._genres(cursor, {slug for record in records for slug in record.genres})
-        person_ids = self._people(cursor, records)
         matched = self._match(cursor, records)
+        # Side-file credits pass through Python only for movies to compare; new ones get theirs in SQL below.
+        self.source.complete([record for record in records if id(record) in matched])
+        person_ids = self._people(cursor, records)
         relations = self._relations(cursor, [row[0] for row in matched.values()])
 
         new = [record for record in records if id(record) not in matched]
@@ -932,6 +1028,7 @@ class BatchWriter:
             for record in new:
                 movie_ids[id(record)] = by_key[record.key]
             counts.created = len(new)
+            self.source.write_credits(cursor, [(movie_ids[id(record)], record.imdb_id) for record in new])
         if changed:
             merged = [self._merge(record, row) for record, row in changed]
             cursor.execute(
@@ -1036,7 +1133,7 @@ class BatchWriter:
                 ids["nm", nm] = pk
                 if name != by_nm[nm]:
                     renamed.append((nm, by_nm[nm]))
-            missing = [nm for nm in nms if ("nm", nm) not in ids]
+            missing = sorted(nm for nm in nms if ("nm", nm) not in ids)  # sorted: concurrent writers, no deadlock
             if missing:
                 cursor.execute(
                     "INSERT INTO movies_person (name, imdb_id, created_at, updated_at)"
@@ -1106,7 +1203,15 @@ class BatchWriter:
             [sorted(taken)],
         )
         rows = {row[0]: row for row in cursor.fetchall()}
-        return {key: rows[pk] for key, pk in wanted.items() if pk in rows}
+        matched = {key: rows[pk] for key, pk in wanted.items() if pk in rows}
+        # The row as locked may have changed since it was matched (another batch gave it an IMDb id): match again.
+        for record in records:
+            row = matched.get(id(record))
+            if row is None or (record.imdb_id and row[-1] == record.imdb_id):
+                continue
+            if row[-1] is not None or (row[2], row[3]) != (record.title, record.year):
+                raise BatchConflict
+        return matched
 
     def _relations(self, cursor: psycopg.Cursor[Any], movie_ids: list[int]) -> dict[int, dict[str, Any]]:
         """The current genres, directors (as sets) and cast (as a list) of the matched movies."""
@@ -1241,24 +1346,30 @@ class Importer:
         self.batch_size = max(1, batch_size)
         self.dry_run, self.strict = dry_run, strict
         self.errors, self.progress = errors, progress
-        self.writer = BatchWriter(self.genre_names)
+        self.writers: list[BatchWriter] = [BatchWriter(self.genre_names, self.source)]
         self.result = ImportResult(dry_run=dry_run, strict=strict)
         self.lock = threading.Lock()
-        self.writer_thread: ThreadPoolExecutor | None = None
-        self.pending: Future[None] | None = None
+        self.threads: list[ThreadPoolExecutor] = []
+        self.pending: deque[Future[None]] = deque()
+        self.turn = 0
 
     def report(self, error: RowError) -> None:
-        with self.lock:  # the writer thread reports rows PostgreSQL refuses
+        with self.lock:  # the writer threads report rows PostgreSQL refuses
             self.result.rejected += 1
             self.errors(error)
 
     def run(self) -> ImportResult:
         start = time.monotonic()
         # Reading and validating (Python) overlap with writing (PostgreSQL) when each batch commits on its
-        # own: a writer thread with its own connection. Inside a caller's transaction, or with --strict's
-        # single transaction, everything stays on this thread's connection.
+        # own: writer threads with their own connections (two when the source allows, so that two PostgreSQL
+        # backends work at once; see Source.parallel). Inside a caller's transaction, or with --strict's single
+        # transaction, everything stays on this thread's connection.
         if not self.dry_run and not self.strict and not connection.in_atomic_block:
-            self.writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
+            count = 2 if self.source.parallel else 1
+            self.threads = [
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-writer-{n}") for n in range(count)
+            ]
+            self.writers = [BatchWriter(self.genre_names, self.source) for _ in range(count)]
         try:
             if self.strict and not self.dry_run:
                 # All or nothing: one transaction; each batch is a savepoint inside it.
@@ -1270,43 +1381,53 @@ class Importer:
                 self._run()
         finally:
             try:
-                self._wait()
+                self._wait(0)
             finally:
-                self._on_writer(self._close_writer)
-                if self.writer_thread is not None:
-                    self.writer_thread.shutdown()
+                self._on_writers(self._close_writer)
+                for thread in self.threads:
+                    thread.shutdown()
                 self.result.elapsed = time.monotonic() - start
         return self.result
 
     def _session(self) -> None:
         """The writer's session: a commit need not wait for its WAL flush. Each batch stays atomic; a crash
         can lose only the last batches committed, which a rerun writes again."""
-        raw_cursor().execute("SET synchronous_commit TO off")
+        # JIT compiles each batch's statements again (their costs are large) and saves nothing on them; the
+        # staged side files are probed at random, and fit in the session's temporary buffers up to some size.
+        raw_cursor().execute("SET synchronous_commit TO off; SET jit TO off; SET temp_buffers TO '256MB'")
 
-    def _on_writer(self, work: Callable[[], Any]) -> Any:
-        """Run work where the batches are written (the writer thread, else here) and wait for it."""
-        if self.writer_thread is None:
-            return work()
-        return self.writer_thread.submit(work).result()
+    def _on_writers(self, work: Callable[[], Any]) -> list[Any]:
+        """Run work on every writer thread at once (else here) and wait for all of them."""
+        if not self.threads:
+            return [work()]
+        futures = [thread.submit(work) for thread in self.threads]
+        return [future.result() for future in futures]
 
     def _close_writer(self) -> None:
         self.source.close()
-        if self.writer_thread is not None:
+        if self.threads:
             connection.close()  # the writer thread's own connection
 
-    def _wait(self) -> None:
-        """Wait for the batch in flight (one at most, so memory stays at two batches)."""
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            pending.result()
+    def _wait(self, in_flight: int) -> None:
+        """Wait until at most in_flight batches are being written (memory stays at a few batches)."""
+        error: BaseException | None = None
+        while len(self.pending) > in_flight:
+            try:
+                self.pending.popleft().result()
+            except BaseException as exc:  # re-raised below, once the others have finished
+                error = error or exc
+        if error is not None:
+            raise error
 
     def _writing(self) -> bool:
         return not self.dry_run and not (self.strict and (self.result.rejected or self.result.fatal))
 
     def _run(self) -> None:
-        if self.writer_thread is not None:
-            self._on_writer(self._session)
-        self._on_writer(lambda: self.source.prepare(stage=not self.dry_run, report=self.report, progress=self.progress))
+        if self.threads:
+            self._on_writers(self._session)
+        # Side files are read once, here, and staged on every writer's connection.
+        cursors: list[psycopg.Cursor[Any]] = [] if self.dry_run else self._on_writers(raw_cursor)
+        self.source.prepare(cursors=cursors, report=self.report, progress=self.progress)
         seen: set[int] = set()
         batch: list[MovieRecord] = []
         file = self.source.file
@@ -1356,24 +1477,28 @@ class Importer:
     def _flush(self, batch: list[MovieRecord]) -> None:
         if not batch or not self._writing():
             return
-        if self.writer_thread is None:
-            self._write(batch)
+        if not self.threads:
+            self._write(self.writers[0], batch)
             return
-        self._wait()
-        self.pending = self.writer_thread.submit(self._write, batch)
+        # Round robin: the batch in flight longest is the one on the writer whose turn it is.
+        self._wait(len(self.threads) - 1)
+        turn, self.turn = self.turn, (self.turn + 1) % len(self.threads)
+        self.pending.append(self.threads[turn].submit(self._write, self.writers[turn], batch))
 
-    def _write(self, batch: list[MovieRecord]) -> None:
-        self.source.complete(batch)
+    def _write(self, writer: BatchWriter, batch: list[MovieRecord]) -> None:
         try:
-            self.result.counts.add(self.writer.write(batch))
+            counts = writer.write(batch)
         except DatabaseError:
             # One bad row must not sink its batch: write them one by one, reporting the ones PostgreSQL refuses.
+            counts = Counts()
             for record in batch:
                 try:
-                    self.result.counts.add(self.writer.write([record]))
+                    counts.add(writer.write([record]))
                 except DatabaseError as exc:
                     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     self.report(RowError(record.file, record.line, "-", f"refused by the database: {reason}"))
+        with self.lock:
+            self.result.counts.add(counts)
 
 
 def run_import(

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.contrib.postgres.search import SearchConfig, SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import Case, F, Q, When
-from django.db.models.functions import Cast, Round
+from django.db.models import Case, F, Func, Q, When
+from django.db.models.functions import Cast, Lower, Round
+
+from movies.sql import TITLE_SEARCH_CONFIG
 
 MIN_YEAR = 1888
 MAX_YEAR_AHEAD = 5
@@ -87,7 +89,9 @@ class Movie(models.Model):
         db_persist=True,
     )
     search_vector = models.GeneratedField(
-        expression=SearchVector("title", weight="A", config="simple")
+        # Titles in `movie_title` (simple + English stop words, migration 0004): any script as written, minus
+        # words like "the" that would make a title word match a third of the catalogue.
+        expression=SearchVector("title", weight="A", config=TITLE_SEARCH_CONFIG)
         + SearchVector("overview", weight="B", config="english"),
         output_field=SearchVectorField(),
         db_persist=True,
@@ -122,7 +126,20 @@ class Movie(models.Model):
             models.Index(fields=["rating_count", "id"], name="movie_rating_count_id"),
             models.Index(fields=["created_at", "id"], name="movie_created_id"),
             GinIndex(fields=["search_vector"], name="movie_search"),
+            # Searches made only of stop words ("her", "it", "up") look for that exact title instead.
+            models.Index(Lower("title"), name="movie_title_lower"),
             GinIndex(fields=["title"], opclasses=["gin_trgm_ops"], name="movie_title_trgm"),
+            # The title words alone (movies/sql.py TITLE_MATCH_SQL): a search's candidates are its title matches
+            # first, so a word in many overviews cannot crowd a title out of the ranking (migration 0005).
+            GinIndex(
+                Func(
+                    SearchConfig(TITLE_SEARCH_CONFIG),
+                    F("title"),
+                    function="to_tsvector",
+                    output_field=SearchVectorField(),
+                ),
+                name="movie_title_search",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -132,8 +149,9 @@ class Movie(models.Model):
 class CastMember(models.Model):
     """One credited role: a person playing a character in a movie, in billing order."""
 
-    movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="cast")
-    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="roles")
+    # No single-column FK indexes: (movie, order) and (person, movie) below serve both lookups.
+    movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="cast", db_index=False)
+    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="roles", db_index=False)
     character = models.CharField(max_length=500, blank=True, default="")
     order = models.PositiveSmallIntegerField()
 
@@ -151,7 +169,8 @@ class CastMember(models.Model):
 
 
 class Rating(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ratings")
+    # (user, movie) unique and (user, updated_at) serve user lookups; no single-column index needed.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ratings", db_index=False)
     movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="ratings")
     score = models.PositiveSmallIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -164,7 +183,6 @@ class Rating(models.Model):
         ]
         indexes = [
             models.Index(fields=["user", "-updated_at", "-id"], name="rating_user_recent"),
-            models.Index(fields=["movie"], name="rating_movie"),
         ]
 
     def __str__(self) -> str:

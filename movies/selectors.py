@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
 from django.contrib.postgres.fields import ArrayField
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
+from django.db.backends.utils import CursorWrapper
 from django.db.models import CharField, Prefetch, QuerySet, TextField
 from django.db.models.expressions import RawSQL
 
 from movies.models import CastMember, Genre, Movie, Person, Rating
-from movies.sql import CAST_SQL, DIRECTORS_SQL, GENRES_SQL
+from movies.sql import CAST_SQL, DIRECTORS_SQL, GENRES_SQL, MOVIE_BY_ID_SQL, MOVIES_BY_IDS_SQL
 
 
 def movie_queryset() -> QuerySet[Movie]:
@@ -19,9 +27,65 @@ def movie_queryset() -> QuerySet[Movie]:
     )
 
 
-def movie_detail(*, movie_id: int) -> Movie | None:
-    """One movie with everything its representation shows, or None."""
-    return movie_queryset().filter(pk=movie_id).first()
+def movie_detail(*, movie_id: int) -> tuple[Any, ...] | None:
+    """One movie's representation row (`sql.MOVIE_COLUMNS`, for `serializers.movie_representation`), or None."""
+    with prepared_cursor() as cursor:
+        cursor.execute(MOVIE_BY_ID_SQL, [movie_id])
+        row: tuple[Any, ...] | None = cursor.fetchone()
+    return row
+
+
+def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[tuple[Any, ...]]:
+    """Representation rows of movies offset..offset+limit of the ordered (filtered, searched) queryset.
+
+    The ids come from the queryset (an index-only scan for the plain orderings), the rows from one prepared
+    statement by id, in the ids' order: the filters run once, and the heavy statement is never re-planned.
+    """
+    ids = list(queryset.values_list("pk", flat=True)[offset : offset + limit])
+    if not ids:
+        return []
+    with prepared_cursor(queryset.db) as cursor:
+        cursor.execute(MOVIES_BY_IDS_SQL, [ids])
+        return cursor.fetchall()
+
+
+class _PreparingCursor(psycopg.Cursor[Any]):
+    """Binds server-side and asks psycopg to prepare every statement on its first execution."""
+
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Any:
+        """Execute as a prepared statement (unless prepared statements are off, see settings)."""
+        return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+
+
+@contextmanager
+def prepared_cursor(alias: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
+    """A Django cursor (health check, error wrapping, query log) whose statements are prepared server-side.
+
+    Django's own cursors bind parameters client-side and never prepare, so PostgreSQL parses and plans every
+    statement again: a movie's statement (three correlated subqueries) costs more to plan than to run. This one
+    prepares each statement on the connection once and then only binds and runs it (settings:
+    DB_PREPARED_STATEMENTS). For constant SQL texts only: psycopg keeps 100 prepared statements per connection.
+    """
+    connection = connections[alias]
+    # What `connection.cursor()` does, with our cursor class instead of the client-side one.
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw: Any = _PreparingCursor(connection.connection)  # django-stubs type this argument as a CursorWrapper
+    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    with cursor:
+        try:
+            yield cursor
+        except NotSupportedError as exc:
+            # A prepared statement outlives schema changes: once a column it returns changes type, PostgreSQL
+            # refuses it ("cached plan must not change result type") for the rest of the session. Replace the
+            # connection when this request ends (not now: the request may be inside a transaction).
+            if isinstance(exc.__cause__, psycopg.errors.FeatureNotSupported):
+                connection.close_at = time.monotonic()
+            raise
 
 
 def person_queryset() -> QuerySet[Person]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -89,31 +89,61 @@ class MovieSerializer(serializers.Serializer):
         return {"average": float(average) if average is not None else None, "count": movie.rating_count}
 
     def to_representation(self, movie: Movie) -> dict[str, Any]:
-        """The declared fields, built directly: the per-field machinery costs more than the SQL of a page.
+        """The declared fields, built directly by `movie_representation`: the per-field machinery costs more than SQL.
 
         `selectors.movie_queryset` annotates the related data as JSON; a bare Movie falls back to the ORM.
         test_discovery pins that this gives exactly what the declared fields would.
         """
-        return {
-            "id": movie.id,
-            "title": movie.title,
-            "year": movie.year,
-            "runtime": movie.runtime,
-            "overview": movie.overview,
-            "imdb_id": movie.imdb_id,
-            "genres": self.get_genres(movie),
-            "directors": _annotated_json(movie, "directors_json", _directors),
-            "cast": _annotated_json(movie, "cast_json", _cast),
-            "rating": self.get_rating(movie),
-            "version": movie.version,
-            "created_at": _iso_datetime(movie.created_at),
-            "updated_at": _iso_datetime(movie.updated_at),
-        }
+        return movie_representation(
+            (
+                movie.id,
+                movie.title,
+                movie.year,
+                movie.runtime,
+                movie.overview,
+                movie.imdb_id,
+                self.get_genres(movie),
+                _annotated(movie, "directors_json", _directors),
+                _annotated(movie, "cast_json", _cast),
+                movie.rating_average,
+                movie.rating_count,
+                movie.version,
+                movie.created_at,
+                movie.updated_at,
+            )
+        )
 
 
-def _annotated_json(movie: Movie, name: str, fallback: Callable[[Movie], list[dict[str, Any]]]) -> Any:
+def movie_representation(row: Sequence[Any]) -> dict[str, Any]:
+    """A movie as the API shows it (MovieSerializer's fields), from a row in `sql.MOVIE_COLUMNS` order.
+
+    The one place that shapes a movie: the detail and list views pass rows of `selectors.movie_detail` and
+    `selectors.movie_page` (directors and cast as JSON text from PostgreSQL), MovieSerializer passes a Movie's.
+    """
+    pk, title, year, runtime, overview, imdb_id, genres, directors, cast, average, count, version, created, updated = (
+        row
+    )
+    return {
+        "id": pk,
+        "title": title,
+        "year": year,
+        "runtime": runtime,
+        "overview": overview,
+        "imdb_id": imdb_id,
+        "genres": list(genres),
+        "directors": orjson.loads(directors) if isinstance(directors, str) else directors,
+        "cast": orjson.loads(cast) if isinstance(cast, str) else cast,
+        "rating": {"average": float(average) if average is not None else None, "count": count},
+        "version": version,
+        "created_at": _iso_datetime(created),
+        "updated_at": _iso_datetime(updated),
+    }
+
+
+def _annotated(movie: Movie, name: str, fallback: Callable[[Movie], list[dict[str, Any]]]) -> Any:
+    """The JSON text the queryset annotated, or the list built from the ORM for a bare Movie."""
     raw = getattr(movie, name, None)
-    return fallback(movie) if raw is None else orjson.loads(raw)
+    return fallback(movie) if raw is None else raw
 
 
 def _directors(movie: Movie) -> list[dict[str, Any]]:

@@ -18,3 +18,57 @@ CAST_SQL = """(
     ) ORDER BY c."order"), '[]')::text
     FROM movies_cast c JOIN movies_person p ON p.id = c.person_id
     WHERE c.movie_id = movies_movie.id)"""
+
+# Text search configuration of titles (weight A) and of the query's title side: `simple` (any script, words
+# as written) with the English stop words removed (migration 0004_search_stop_words).
+TITLE_SEARCH_CONFIG = "movie_title"
+# A search ranked by relevance ranks at most this many matches: its title matches first, then others (README, Search).
+SEARCH_CANDIDATES = 1000
+# The search query: the title side without stop words (`the matrix` is `matrix`), the overview side stemmed.
+SEARCH_TSQUERY_SQL = (
+    f"(websearch_to_tsquery('{TITLE_SEARCH_CONFIG}'::regconfig, %s) || websearch_to_tsquery('english'::regconfig, %s))"
+)
+# A match by its title words alone (then the query text twice): the expression of the GIN index
+# `movie_title_search` (migration 0005), written exactly as indexed so that the planner uses it.
+TITLE_MATCH_SQL = f"to_tsvector('{TITLE_SEARCH_CONFIG}'::regconfig, movies_movie.title) @@ {SEARCH_TSQUERY_SQL}"
+# The search probe, around the SQL of the title matches (`title_matches_sql`: the ids as `pk` and the search_vector
+# of the movies whose TITLE_MATCH_SQL holds) and of all the matches (`matches_sql`: their ids as `pk`), with their
+# parameters, then the query text twice, the candidate limit, the query text twice and the limit again. It returns
+# (whether the query has a word the index can look up, the ids of up to SEARCH_CANDIDATES + 1 candidates or NULL).
+# Candidates are the title matches first, then other matches up to the limit, so every title match is ranked
+# whenever there are at most SEARCH_CANDIDATES of them, however many overviews also match (`detective`).
+# A title match must match the whole query too (`crimson -sky` with "sky" in the overview does not): that
+# is checked on the rows read, outside the title CTE, or PostgreSQL ANDs both GIN bitmaps and builds the whole
+# query's (93k rows for `detective`) for nothing. The CTEs are MATERIALIZED so that each is planned for all its
+# rows (a bitmap scan of a GIN index) but read only up to the limit; with a plain LIMIT, PostgreSQL expects ~1,000
+# matches for words it has no statistics on and sequential-scans for the first ones (0.3-0.5 s when there are
+# none). A query of stop words only, or of negations only (`-matrix`, which the index cannot serve: it would read
+# all of it), is not looked up at all. Which matches come first must not change between two requests (pages would
+# repeat or skip): a parallel scan returns them in the order its workers find them, so the probe runs without
+# (SET LOCAL lasts until the end of this statement's implicit transaction; read the second result set).
+SEARCH_PROBE_SQL = """SET LOCAL max_parallel_workers_per_gather = 0;
+WITH title_matches AS MATERIALIZED ({title_matches_sql}),
+matches AS MATERIALIZED ({matches_sql}),
+titles AS MATERIALIZED (SELECT pk FROM title_matches WHERE search_vector @@ {tsquery} LIMIT %s),
+searchable AS (SELECT querytree({tsquery}) NOT IN ('', 'T') AS ok)
+SELECT ok, CASE WHEN ok THEN ARRAY(SELECT pk FROM titles) || ARRAY(
+    SELECT pk FROM matches WHERE pk NOT IN (SELECT pk FROM titles) LIMIT %s - (SELECT count(*) FROM titles)
+) END FROM searchable"""
+# The typo probe: ids of the first SEARCH_CANDIDATES + 1 trigram matches (same MATERIALIZED reason as above).
+TYPO_PROBE_SQL = """SET LOCAL max_parallel_workers_per_gather = 0;
+WITH matches AS MATERIALIZED ({matches_sql}) SELECT ARRAY(SELECT pk FROM matches LIMIT %s)"""
+
+# A movie's representation as one row, in the order `serializers.movie_representation` reads it: its columns, then
+# genre slugs, directors' and cast's JSON, then the rating and bookkeeping columns.
+MOVIE_COLUMNS = (
+    "movies_movie.id, movies_movie.title, movies_movie.year, movies_movie.runtime, movies_movie.overview, "
+    f"movies_movie.imdb_id, {GENRES_SQL}, {DIRECTORS_SQL}, {CAST_SQL}, movies_movie.rating_average, "
+    "movies_movie.rating_count, movies_movie.version, movies_movie.created_at, movies_movie.updated_at"
+)
+# The same text every time, so each is parsed and planned once per connection (a server-side prepared statement):
+# one movie by id, and a page of movies by their ids in the page's order.
+MOVIE_BY_ID_SQL = f"SELECT {MOVIE_COLUMNS} FROM movies_movie WHERE movies_movie.id = %s"  # noqa: S608 (constant)
+MOVIES_BY_IDS_SQL = (
+    f"SELECT {MOVIE_COLUMNS} FROM unnest(%s::bigint[]) WITH ORDINALITY AS page(id, n) "  # noqa: S608 (constant)
+    "JOIN movies_movie ON movies_movie.id = page.id ORDER BY page.n"
+)

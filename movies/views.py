@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -19,6 +20,7 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from movieapi.errors import PreconditionFailed, PreconditionRequired
+from movieapi.filtersets import CachedFormMixin
 from movieapi.pagination import MoviePagination
 from movieapi.renderers import dumps
 from movies import selectors, services
@@ -32,6 +34,7 @@ from movies.serializers import (
     PersonSerializer,
     RatingSerializer,
     RatingWriteSerializer,
+    movie_representation,
 )
 
 IF_MATCH = OpenApiParameter(
@@ -55,6 +58,18 @@ def etag_listed(header: str, etag: str) -> bool:
     """True if an If-Match / If-None-Match header lists etag (or is `*`); weak tags never match strongly."""
     candidates = [candidate.strip() for candidate in header.split(",")]
     return "*" in candidates or etag in candidates
+
+
+class MovieFilters(CachedFormMixin, MovieFilterSet):
+    """MovieFilterSet with its form class built once per process (movieapi.filtersets)."""
+
+
+class MoviePages(MoviePagination):
+    """Movie pages whose rows come back already represented: the page's ids, then one prepared statement."""
+
+    def page_rows(self, queryset: QuerySet[Any], offset: int, limit: int) -> list[Any]:
+        """The page's movies as `movie_representation` dicts (selectors.movie_page)."""
+        return [movie_representation(row) for row in selectors.movie_page(queryset, offset, limit)]
 
 
 def _movie_id(kwargs: dict[str, Any]) -> int:
@@ -94,13 +109,12 @@ class MovieViewSet(viewsets.ModelViewSet):
     queryset = Movie.objects.all()
     lookup_value_regex = "[0-9]+"
     serializer_class = MovieSerializer
-    filterset_class = MovieFilterSet
-    pagination_class = MoviePagination
+    filterset_class = MovieFilters
+    pagination_class = MoviePages
     extra_problem_codes = {"PUT": ("409", "412", "428"), "PATCH": ("409", "412", "428"), "DELETE": ("409", "412")}
 
-    def get_queryset(self) -> Any:
-        """Movies with everything their representation shows, prefetched."""
-        return selectors.movie_queryset()
+    # No get_queryset: filters and pages need plain movies (their ids); representations come from the selectors'
+    # prepared statements, so nothing builds the annotated queryset (DRF's permission check asks for it too).
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         """Writes take the write serializer; everything answers with the read serializer."""
@@ -109,16 +123,21 @@ class MovieViewSet(viewsets.ModelViewSet):
         return MovieSerializer
 
     def _represent(self, movie_id: int, status_code: int = status.HTTP_200_OK, **headers: str) -> Response:
-        movie = selectors.movie_detail(movie_id=movie_id)
-        if movie is None:
+        row = selectors.movie_detail(movie_id=movie_id)
+        if row is None:
             raise NotFound("No such movie: it may have been deleted.")
-        data = MovieSerializer(movie).data
+        data = movie_representation(row)
         return Response(data, status=status_code, headers={"ETag": representation_etag(data), **headers})
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A page of movies; `MoviePages` returns them already represented."""
+        queryset = self.filter_queryset(self.get_queryset())
+        return self.get_paginated_response(self.paginate_queryset(queryset))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """One movie with a strong ETag; If-None-Match with it gives 304."""
         response = self._represent(_movie_id(kwargs))
-        if_none_match = request.headers.get("If-None-Match")
+        if_none_match = request.META.get("HTTP_IF_NONE_MATCH")  # request.headers would build the whole header map
         if if_none_match and etag_listed(if_none_match, response["ETag"]):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": response["ETag"]})
         return response
@@ -147,8 +166,7 @@ class MovieViewSet(viewsets.ModelViewSet):
         serializer.is_valid(raise_exception=True)
         with transaction.atomic():
             if if_match is not None:
-                current = self._check_if_match(movie_id, if_match)
-                serializer.context["expected_version"] = current.version
+                serializer.context["expected_version"] = self._check_if_match(movie_id, if_match)
             serializer.save()
         return self._represent(movie_id)
 
@@ -159,18 +177,20 @@ class MovieViewSet(viewsets.ModelViewSet):
         with transaction.atomic():
             expected = None
             if if_match is not None:
-                expected = self._check_if_match(movie_id, if_match).version
+                expected = self._check_if_match(movie_id, if_match)
             services.movie_delete(movie_id=movie_id, expected_version=expected)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    def _check_if_match(self, movie_id: int, if_match: str) -> Movie:
-        """Lock the movie and compare If-Match with its current ETag (412 if it differs)."""
+    def _check_if_match(self, movie_id: int, if_match: str) -> int:
+        """Lock the movie and compare If-Match with its current ETag (412 if it differs); its current version."""
         services.movie_lock(movie_id=movie_id)
-        movie = selectors.movie_detail(movie_id=movie_id)
-        assert movie is not None  # locked above
-        if not etag_listed(if_match, representation_etag(MovieSerializer(movie).data)):
+        row = selectors.movie_detail(movie_id=movie_id)
+        assert row is not None  # locked above
+        data = movie_representation(row)
+        if not etag_listed(if_match, representation_etag(data)):
             raise PreconditionFailed()
-        return movie
+        version: int = data["version"]
+        return version
 
 
 class LocationOnCreateMixin:

@@ -12,7 +12,7 @@ from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from movieapi import pagination
-from movies import selectors
+from movies import filters, selectors
 from movies.models import Genre, Movie, Person
 from movies.serializers import MovieSerializer
 from movies.tests.factories import CastMemberFactory, GenreFactory, MovieFactory, PersonFactory
@@ -295,7 +295,7 @@ def test_connections_are_reused_with_health_checks() -> None:
 # ---- typo search: pages stable, counts estimated, queries constant -------------------------------
 
 
-def test_typo_search_pages_neither_repeat_nor_skip_and_count_is_estimated(anon: APIClient) -> None:
+def test_typo_search_pages_neither_repeat_nor_skip_and_count_is_exact(anon: APIClient) -> None:
     # Eight equally near titles: ties of word similarity are broken by rating count (better known first), then id.
     movies = [MovieFactory.create(title=f"Matrix {word}", overview="") for word in "ABCDEFGH"]
     for movie, count in zip(movies, [3, 1, 4, 1, 5, 9, 2, 6], strict=True):
@@ -307,8 +307,8 @@ def test_typo_search_pages_neither_repeat_nor_skip_and_count_is_estimated(anon: 
     for body in bodies:
         seen += [movie["id"] for movie in body["results"]]
     assert seen == [movie.pk for movie in sorted(movies, key=lambda movie: (-movie.rating_count, movie.pk))]
-    # Pages before the last give the planner's estimate (never an exact count of trigram matches); the last is exact.
-    assert bodies[0]["count_is_estimate"] is True
+    # The typo probe returns the (at most SEARCH_CANDIDATES) candidates, so every page's count is exact.
+    assert (bodies[0]["count"], bodies[0]["count_is_estimate"]) == (8, False)
     assert (bodies[2]["count"], bodies[2]["count_is_estimate"], bodies[2]["next"]) == (8, False, None)
 
 
@@ -319,7 +319,7 @@ def test_full_text_hits_are_not_mixed_with_typo_matches(anon: APIClient, catalog
     assert ids(anon.get(URL, {"search": "matrx"}))[:1] != pk(catalogue, "matrix")
 
 
-@pytest.mark.parametrize("text", ["matrix", "matrx", "zzqqxx"])
+@pytest.mark.parametrize("text", ["matrix", "matrx", "zzqqxx", "the", "-matrix"])
 @pytest.mark.parametrize("page_size", [1, 20])
 def test_search_queries_do_not_grow_with_the_page(
     anon: APIClient, django_assert_max_num_queries: Any, text: str, page_size: int
@@ -329,4 +329,128 @@ def test_search_queries_do_not_grow_with_the_page(
     # Probe, page ids, rows, estimate, capped count.
     with django_assert_max_num_queries(5):
         response = anon.get(URL, {"search": text, "page_size": str(page_size)})
-    assert len(ids(response)) == (0 if text == "zzqqxx" else page_size)
+    assert len(ids(response)) == (page_size if "matr" in text and "-" not in text else 0)
+
+
+# ---- stop words and bounded ranking ----------------------------------------------------------------
+
+
+def test_stop_words_are_ignored_so_the_matrix_finds_the_matrix_first(
+    anon: APIClient, catalogue: dict[str, Movie]
+) -> None:
+    reloaded = MovieFactory.create(title="Matrix Reloaded", overview="")
+    writer = MovieFactory.create(title="Matrices", overview="A film about the matrix of a life.")
+    found = ids(anon.get(URL, {"search": "the matrix"}))
+    # "the" is not required (nor counted) in titles: the same movies as `matrix`, The Matrix first, titles first.
+    assert found[0] == catalogue["matrix"].pk
+    assert found.index(reloaded.pk) < found.index(writer.pk)
+    assert sorted(found) == sorted(ids(anon.get(URL, {"search": "matrix"})))
+    # Other languages' little words are not English stop words: they still match.
+    french = MovieFactory.create(title="Le femme et la nuit", overview="")
+    assert ids(anon.get(URL, {"search": "la nuit"})) == [french.pk]
+
+
+@pytest.mark.parametrize(("text", "expected"), [("her", ["her"]), ("HER ", ["her"]), ("the", []), ("-matrix", [])])
+def test_a_search_of_stop_words_only_looks_for_that_exact_title(
+    anon: APIClient, catalogue: dict[str, Movie], text: str, expected: list[str]
+) -> None:
+    # "Her" has no word the index keeps (and "-matrix" none it can look up): the exact title, case aside, or nothing.
+    MovieFactory.create(title="Her Story", overview="")
+    body = anon.get(URL, {"search": text}).json()
+    assert [movie["id"] for movie in body["results"]] == pk(catalogue, *expected)
+    assert (body["count"], body["count_is_estimate"]) == (len(expected), False)
+
+
+def test_ranking_is_bounded_to_the_first_candidates_and_says_so(
+    anon: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 4)
+    movies = [MovieFactory.create(title=f"Crimson {n}", overview="") for n in range(6)]
+    overview_hit = MovieFactory.create(title="Other", overview="A crimson sky.")
+    # Six title matches and one overview match, more than the four candidates: four titles are ranked and returned.
+    pages = [anon.get(URL, {"search": "crimson", "page_size": "3", "page": str(page)}).json() for page in (1, 2)]
+    seen = [movie["id"] for body in pages for movie in body["results"]]
+    assert len(seen) == len(set(seen)) == 4
+    assert set(seen) <= {movie.pk for movie in movies}
+    assert (pages[0]["count"], pages[0]["count_is_estimate"]) == (4, True)
+    # The last page knows the count too, and still says that it is not the number of matches.
+    assert (pages[1]["count"], pages[1]["count_is_estimate"], pages[1]["next"]) == (4, True, None)
+    assert anon.get(URL, {"search": "crimson", "page_size": "3", "page": "3"}).status_code == 404
+    # Ranked within the candidates: equally near titles, so by id.
+    assert seen == sorted(seen)
+    # An explicit ordering is not a ranking: every match, in that order.
+    by_year = ids(anon.get(URL, {"search": "crimson", "ordering": "year", "page_size": "100"}))
+    assert sorted(by_year) == sorted([movie.pk for movie in movies] + [overview_hit.pk])
+
+
+def test_typo_ranking_is_bounded_too(anon: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 2)
+    for n in range(5):
+        MovieFactory.create(title=f"Matrix {n}", overview="")
+    body = anon.get(URL, {"search": "matrx", "page_size": "1"}).json()
+    assert (body["count"], body["count_is_estimate"], len(body["results"])) == (2, True, 1)
+
+
+# ---- title-first candidates ------------------------------------------------------------------------
+
+
+def test_a_title_match_is_ranked_however_many_overviews_match_first(
+    anon: APIClient, genres: dict[str, Genre], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 3)
+    drama = genres["drama"]
+    # More overview matches than candidates, stored before the title matches (so first in the GIN bitmap's order).
+    crowd = [MovieFactory.create(title=f"Case {n}", overview="A detective story.", genres=[drama]) for n in range(6)]
+    titled = MovieFactory.create(title="The Detective", overview="", genres=[drama])
+    other_genre = MovieFactory.create(title="Detective Story", overview="")
+    body = anon.get(URL, {"search": "detective"}).json()
+    found = [movie["id"] for movie in body["results"]]
+    # Both title matches are candidates and rank first; the overview matches fill the one slot left.
+    assert set(found[:2]) == {titled.pk, other_genre.pk}
+    assert len(found) == 3
+    assert found[2] in {movie.pk for movie in crowd}
+    assert (body["count"], body["count_is_estimate"]) == (3, True)
+    # Filters apply to the title matches too: only the drama title, then two overview matches.
+    found = ids(anon.get(URL, {"search": "detective", "genre": "drama"}))
+    assert found[0] == titled.pk
+    assert len(found) == 3
+    assert other_genre.pk not in found
+
+
+def test_more_title_matches_than_candidates_leaves_the_overviews_out(
+    anon: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 2)
+    for n in range(3):
+        MovieFactory.create(title=f"Case {n}", overview="A detective story.")
+    titled = {MovieFactory.create(title=f"Detective {n}", overview="").pk for n in range(3)}
+    pages = [anon.get(URL, {"search": "detective", "page_size": "1", "page": str(page)}).json() for page in (1, 2)]
+    seen = [movie["id"] for body in pages for movie in body["results"]]
+    assert len(set(seen)) == 2
+    assert set(seen) <= titled
+    assert (pages[0]["count"], pages[0]["count_is_estimate"], pages[1]["next"]) == (2, True, None)
+
+
+def test_a_title_match_must_match_the_whole_query(anon: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 2)
+    for n in range(3):
+        MovieFactory.create(title=f"Case {n}", overview="A crimson dawn.")
+    # Its title matches `crimson -sky`, its overview does not: it is not a match, nor a candidate.
+    excluded = MovieFactory.create(title="Crimson", overview="Under a grey sky.")
+    tide = MovieFactory.create(title="Crimson Tide", overview="")
+    body = anon.get(URL, {"search": "crimson -sky"}).json()
+    found = [movie["id"] for movie in body["results"]]
+    assert found[0] == tide.pk
+    assert len(found) == 2
+    assert excluded.pk not in found
+    assert excluded.pk not in ids(anon.get(URL, {"search": "crimson -sky", "ordering": "title"}))
+
+
+def test_every_match_is_a_candidate_when_there_are_few(anon: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 4)
+    overview_hits = [MovieFactory.create(title=f"Case {n}", overview="A detective story.").pk for n in range(2)]
+    titled = [MovieFactory.create(title=f"Detective {n}", overview="").pk for n in range(2)]
+    body = anon.get(URL, {"search": "detective"}).json()
+    # Titles first (ties by id), then the overview matches; nothing counted twice, the count exact.
+    assert [movie["id"] for movie in body["results"]] == titled + overview_hits
+    assert (body["count"], body["count_is_estimate"]) == (4, False)

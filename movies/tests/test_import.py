@@ -508,3 +508,27 @@ def test_outside_a_transaction_batches_are_written_by_the_writer_thread(transact
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'imp\\_%%' AND relpersistence = 't'")
         assert cursor.fetchone()[0] == 0
+
+
+def test_imdb_credits_of_new_movies_follow_the_naming_rules(transactional_db: None, tmp_path: Path) -> None:
+    """New movies get their credits in SQL: named by name.basics, else by the catalogue, else dropped."""
+    Person.objects.create(name="Old Name", imdb_id="nm0000401")  # renamed from name.basics
+    Person.objects.create(name="Only In Catalogue", imdb_id="nm0000402")  # not in name.basics: keeps its name
+    folder = imdb_folder(tmp_path)
+    with (folder / "title.principals.tsv").open("a", encoding="utf-8") as principals:
+        principals.write('tt8579674\t2\tnm7777777\tactor\t\\N\t["Nobody"]\n')  # no name anywhere: dropped
+        principals.write('tt8579674\t3\tnm0000402\tactress\t\\N\t["Blake"]\n')
+
+    code, out, _ = run(folder, "--batch-size", "1")
+
+    assert code == 1  # the fixture's bad rows
+    assert "created: 2," in out
+    assert Person.objects.get(imdb_id="nm0000401").name == "Laurence Fishburne"
+    assert not Person.objects.filter(imdb_id="nm7777777").exists()
+    nineteen = Movie.objects.get(imdb_id="tt8579674")
+    assert [(c.order, c.person.name, c.character) for c in nineteen.cast.order_by("order")] == [
+        (0, "George MacKay", "Schofield"),
+        (1, "Only In Catalogue", "Blake"),
+    ]
+    assert list(nineteen.directors.values_list("name", flat=True)) == ["Sam Mendes"]
+    assert "created: 0, updated: 0, unchanged: 2" in run(folder)[1]
