@@ -22,6 +22,15 @@ def main(paths: list[str]) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    # Prepared statements (selectors.prepared_cursor) bind server-side, so psycopg keeps no client-side
+    # query text; compose it from the SQL and parameters instead so that it can be explained.
+    ops = connection.ops
+    last_executed_query = ops.last_executed_query
+
+    def composed_query(cursor: object, sql: str, params: object) -> str | None:
+        return last_executed_query(cursor, sql, params) or ops.compose_sql(sql, params)
+
+    ops.last_executed_query = composed_query  # type: ignore[method-assign]
     client = Client()
     for path in paths:
         client.get(path)  # warm: the first request of a process pays for imports and caches
