@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "movieapi.settings")
@@ -24,13 +25,13 @@ def main(paths: list[str]) -> None:
 
     # Prepared statements (selectors.prepared_cursor) bind server-side, so psycopg keeps no client-side
     # query text; compose it from the SQL and parameters instead so that it can be explained.
-    ops = connection.ops
+    ops: Any = connection.ops  # the PostgreSQL backend's operations (compose_sql is theirs)
     last_executed_query = ops.last_executed_query
 
-    def composed_query(cursor: object, sql: str, params: object) -> str | None:
-        return last_executed_query(cursor, sql, params) or ops.compose_sql(sql, params)
+    def composed_query(cursor: object, sql: str, params: object) -> str:
+        return str(last_executed_query(cursor, sql, params) or ops.compose_sql(sql, params))
 
-    ops.last_executed_query = composed_query  # type: ignore[method-assign]
+    ops.last_executed_query = composed_query
     client = Client()
     for path in paths:
         client.get(path)  # warm: the first request of a process pays for imports and caches
