@@ -124,15 +124,9 @@ def test_health_check_asks_the_server_only_when_the_connection_is_not_quiet(monk
 
 def other_connection() -> psycopg.Connection[Any]:
     """A second connection to the test database, outside Django."""
-    database = connection.settings_dict
-    return psycopg.connect(
-        dbname=database["NAME"],
-        user=database["USER"] or None,
-        password=database["PASSWORD"] or None,
-        host=database["HOST"] or None,
-        port=database["PORT"] or None,
-        autocommit=True,
-    )
+    # Django's own parameters: they include a socket directory given in OPTIONS (the embedded server's).
+    params = {key: value for key, value in connection.get_connection_params().items() if key != "cursor_factory"}
+    return psycopg.connect(**params, autocommit=True)
 
 
 ACCEPTS = [None, "*/*", "application/json", "application/json; q=0.9", "text/*, */*", "application/*", "text/html"]
