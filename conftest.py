@@ -23,10 +23,14 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 ROOT = Path(__file__).resolve().parent
+# The same permissions migration 0002 gives the `curators` group.
 CATALOGUE_PERMISSIONS = [
-    f"{action}_{model}"
-    for model in ("movie", "genre", "person", "castmember")
-    for action in ("add", "change", "delete", "view")
+    *(
+        f"{action}_{model}"
+        for model in ("movie", "genre", "person", "castmember")
+        for action in ("add", "change", "delete", "view")
+    ),
+    "view_rating",
 ]
 
 

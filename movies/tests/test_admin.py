@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -20,10 +20,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def admin_curator(curator: User) -> User:
-    """The conftest curator, able to enter the admin, with the group's view_rating too."""
+    """The conftest curator, able to enter the admin (create_curator sets is_staff)."""
     curator.is_staff = True
     curator.save()
-    curator.groups.get(name="curators").permissions.add(Permission.objects.get(codename="view_rating"))
     return curator
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 
 from conftest import curators_group
 from movies.tests.factories import MovieFactory
@@ -79,9 +79,7 @@ def test_the_second_tab_to_save_gets_the_conflict_and_overwrites_nothing(
     from selenium.webdriver.common.by import By
 
     curator = User.objects.create_user("browser-curator", password=PASSWORD, is_staff=True)
-    group = curators_group()
-    group.permissions.add(Permission.objects.get(codename="view_rating"))
-    curator.groups.add(group)
+    curator.groups.add(curators_group())
     movie = MovieFactory.create(title="The Matrix", year=1999)
     server = live_server_factory(workers=2, env={"STATIC_MANIFEST": "0"})
     change_url = f"{server.url}/admin/movies/movie/{movie.pk}/change/"
