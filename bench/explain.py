@@ -23,7 +23,7 @@ def main(paths: list[str]) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    # Prepared statements (selectors.prepared_cursor) bind server-side, so psycopg keeps no client-side
+    # Prepared statements (movieapi.postgres.prepared) bind server-side, so psycopg keeps no client-side
     # query text; compose it from the SQL and parameters instead so that it can be explained.
     ops: Any = connection.ops  # the PostgreSQL backend's operations (compose_sql is theirs)
     last_executed_query = ops.last_executed_query

@@ -11,8 +11,8 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import EmailValidator
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed
@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from movieapi.authentication import TokenAuthentication
 from movieapi.fields import StrictCharField, StrictSerializerMixin
 
 
@@ -49,6 +50,8 @@ class TokenView(APIView):
         user = authenticate(request._request, **serializer.validated_data)
         if user is None or not user.is_active:
             raise AuthenticationFailed("Wrong username or password.")
+        # Tokens are checked for expiry when used (TokenAuthentication); the expired ones are cleared here.
+        AuthToken.objects.filter(user=user, expiry__lt=timezone.now()).delete()
         instance, token = AuthToken.objects.create(user=user)
         return Response({"token": token, "expiry": instance.expiry}, status=status.HTTP_201_CREATED)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from django.conf import settings
@@ -28,6 +29,7 @@ def client_ip(request: HttpRequest) -> str:
         return remote
 
 
+@functools.lru_cache(maxsize=4096)
 def rate_limit_bucket(ip: str) -> str:
     """The bucket an address counts against: IPv4 as is, IPv6 by its /64 (one host usually owns a whole /64)."""
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 
@@ -73,4 +74,10 @@ class ProblemAutoSchema(AutoSchema):
         from rest_framework.permissions import AllowAny, DjangoModelPermissionsOrAnonReadOnly
 
         permission_classes = getattr(self.view, "permission_classes", [])
-        return not all(cls in (AllowAny, DjangoModelPermissionsOrAnonReadOnly) for cls in permission_classes)
+        return not all(issubclass(cls, (AllowAny, DjangoModelPermissionsOrAnonReadOnly)) for cls in permission_classes)
+
+
+class BearerTokenScheme(KnoxTokenScheme):
+    """The bearer-token security scheme for movieapi.authentication.TokenAuthentication (knox's, subclassed)."""
+
+    target_class = "movieapi.authentication.TokenAuthentication"

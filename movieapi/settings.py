@@ -133,7 +133,7 @@ def _database() -> dict[str, object]:
     # migrations, imports and other commands run with the server's default (no limit).
     if env_bool("MOVIEAPI_WEB_SERVER") and STATEMENT_TIMEOUT_MS > 0:
         options["options"] = f"{options.get('options', '')} -c statement_timeout={STATEMENT_TIMEOUT_MS}".strip()
-    # Server-side prepared statements only where a statement asks for one (`selectors.prepared_cursor`, the
+    # Server-side prepared statements only where a statement asks for one (`movieapi.postgres.prepared`, the
     # movie read path): a threshold no statement reaches, instead of Django's None, which refuses even those.
     # Django's own cursors bind client-side and never prepare. Behind PgBouncer in transaction mode (before
     # 1.21) set DB_PREPARED_STATEMENTS=0.
@@ -144,6 +144,11 @@ def _database() -> dict[str, object]:
 
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Django's ModelBackend with the permission lookup in one statement (movieapi.authentication).
+AUTHENTICATION_BACKENDS = ["movieapi.authentication.PermissionBackend"]
+# Messages (the admin's) live in the session: one storage per request instead of cookie + session.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -191,8 +196,8 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["knox.auth.TokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissionsOrAnonReadOnly"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["movieapi.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["movieapi.permissions.ReadOrModelPermissions"],
     "DEFAULT_RENDERER_CLASSES": ["movieapi.renderers.ORJSONRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "movieapi.negotiation.ContentNegotiation",
     "DEFAULT_PARSER_CLASSES": ["movieapi.parsers.StrictJSONParser"],

@@ -67,6 +67,7 @@ RETRY_STORE_AFTER = 1.0
 REDIS_TIMEOUT = 0.2  # seconds, for connecting and for each reply
 
 _DECISION_ATTR = "_movieapi_throttle_decision"
+_UNDECIDED = object()
 
 
 # ---- rates -------------------------------------------------------------------------------------
@@ -455,8 +456,9 @@ class GlobalScopeThrottle(ScopeThrottle):
 
 def request_decision(request: Request, view: APIView) -> Decision | None:
     """Decide once per request for every scope the view applies, and put the headers on its answer."""
-    if hasattr(request, _DECISION_ATTR):
-        decision: Decision | None = getattr(request, _DECISION_ATTR)
+    decided = request.__dict__.get(_DECISION_ATTR, _UNDECIDED)  # hasattr() on a DRF request raises twice
+    if decided is not _UNDECIDED:
+        decision: Decision | None = decided
         return decision
     checks = []
     for throttle in view.get_throttles():

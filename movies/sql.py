@@ -65,6 +65,8 @@ MOVIE_COLUMNS = (
     f"movies_movie.imdb_id, {GENRES_SQL}, {DIRECTORS_SQL}, {CAST_SQL}, movies_movie.rating_average, "
     "movies_movie.rating_count, movies_movie.version, movies_movie.created_at, movies_movie.updated_at"
 )
+# Where `version` is in such a row.
+MOVIE_VERSION_COLUMN = 11
 # The same text every time, so each is parsed and planned once per connection (a server-side prepared statement):
 # one movie by id, and a page of movies by their ids in the page's order.
 MOVIE_BY_ID_SQL = f"SELECT {MOVIE_COLUMNS} FROM movies_movie WHERE movies_movie.id = %s"  # noqa: S608 (constant)
@@ -72,3 +74,4 @@ MOVIES_BY_IDS_SQL = (
     f"SELECT {MOVIE_COLUMNS} FROM unnest(%s::bigint[]) WITH ORDINALITY AS page(id, n) "  # noqa: S608 (constant)
     "JOIN movies_movie ON movies_movie.id = page.id ORDER BY page.n"
 )
+MOVIE_VERSION_SQL = "SELECT version FROM movies_movie WHERE id = %s"

@@ -269,6 +269,18 @@ def test_detail_is_one_query(anon: APIClient, django_assert_num_queries: Any) ->
         assert anon.get(f"{URL}{movie.pk}/").status_code == 200
 
 
+def test_versioned_patch_query_budget(curator_client: APIClient, django_assert_num_queries: Any) -> None:
+    many_movies(1)
+    movie = Movie.objects.get()
+    # The token with its user, the curator's permissions, the movie's version, then the write in its own
+    # transaction (a savepoint inside the test's), and the new representation.
+    with django_assert_num_queries(7) as captured:
+        response = curator_client.patch(f"{URL}{movie.pk}/", {"runtime": 99, "version": movie.version}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["version"] == movie.version + 1
+    assert any(query["sql"].startswith("UPDATE") for query in captured.captured_queries)
+
+
 @pytest.mark.parametrize("films", [1, 30])
 def test_person_detail_queries_are_constant(anon: APIClient, django_assert_max_num_queries: Any, films: int) -> None:
     many_movies(films)

@@ -15,11 +15,11 @@ from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
 from movieapi.negotiation import ContentNegotiation
-from movieapi.renderers import ORJSONRenderer
+from movieapi.renderers import ORJSONRenderer, dumps
 from movies import selectors
 from movies.models import Movie
 from movies.serializers import MovieSerializer
-from movies.sql import MOVIE_BY_ID_SQL, MOVIES_BY_IDS_SQL
+from movies.sql import MOVIE_BY_ID_SQL, MOVIE_VERSION_COLUMN, MOVIES_BY_IDS_SQL
 from movies.tests.factories import CastMemberFactory, GenreFactory, MovieFactory, PersonFactory
 from movies.views import representation_etag
 
@@ -54,8 +54,9 @@ def test_detail_and_list_answer_what_the_declared_fields_give(anon: APIClient, v
         response = anon.get(f"{URL}{movie.pk}/")
         assert response.status_code == 200
         assert response.json() == declared(movie.pk)
-        # The ETag is a digest of the representation, whichever path built it.
-        assert response["ETag"] == representation_etag(declared(movie.pk))
+        # The ETag is a digest of the body, and the body is the declared representation, whichever path built it.
+        assert response["ETag"] == representation_etag(response.content)
+        assert response.content == dumps(declared(movie.pk))
     page = anon.get(URL, {"page_size": "100"}).json()
     assert page["results"] == [declared(movie.pk) for movie in sorted(varied, key=lambda movie: movie.pk)]
     assert page["count"] == len(varied)
@@ -70,6 +71,14 @@ def test_rows_come_in_the_order_of_the_page_and_missing_ids_are_skipped(varied: 
     assert [row[0] for row in rows] == [varied[2].pk, varied[3].pk]
     assert selectors.movie_page(Movie.objects.filter(pk=-1), 0, 10) == []
     assert selectors.movie_detail(movie_id=varied[-1].pk + 1000) is None
+
+
+def test_version_reads_agree_with_the_movie(varied: list[Movie]) -> None:
+    movie = varied[1]
+    row = selectors.movie_detail(movie_id=movie.pk)
+    assert row is not None
+    assert row[MOVIE_VERSION_COLUMN] == movie.version == selectors.movie_version(movie_id=movie.pk)
+    assert selectors.movie_version(movie_id=varied[-1].pk + 1000) is None
 
 
 def test_the_read_statements_are_prepared_on_the_connection(varied: list[Movie]) -> None:

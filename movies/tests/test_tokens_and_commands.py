@@ -94,3 +94,71 @@ def test_create_curator_refuses_bad_input(monkeypatch: pytest.MonkeyPatch, args:
     with pytest.raises(CommandError, match=message):
         call_command("create_curator", *args)
     assert not User.objects.filter(username__in=["bob", "bad name!"]).exists()
+
+
+def test_expired_token_is_deleted_when_used_and_others_when_logging_in(curator: User) -> None:
+    from datetime import timedelta
+
+    expired_row, expired = AuthToken.objects.create(user=curator, expiry=timedelta(seconds=-1))
+    other_row, _ = AuthToken.objects.create(user=curator, expiry=timedelta(seconds=-1))
+    live_row, live = AuthToken.objects.create(user=curator)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {live}")
+    assert client.get("/api/v1/me/ratings/").status_code == 200
+    # Using a live token walks no other token: the expired ones are still there.
+    assert AuthToken.objects.filter(user=curator).count() == 3
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {expired}")
+    assert client.get("/api/v1/me/ratings/").status_code == 401
+    assert not AuthToken.objects.filter(digest=expired_row.digest).exists()
+    login = APIClient().post(
+        "/api/v1/tokens/", {"username": "curator", "password": "a-long-enough-password-2"}, format="json"
+    )
+    assert login.status_code == 201
+    remaining = set(AuthToken.objects.filter(user=curator).values_list("digest", flat=True))
+    assert other_row.digest not in remaining
+    assert live_row.digest in remaining
+    assert len(remaining) == 2
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer abc", "Bearer " + "x" * 200, "Bearer \u00e9t\u00e9", "Bearer 0123456789abcdef0123456789abcdef"]
+)
+def test_unknown_or_malformed_tokens_are_401(header: str) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    response = client.get("/api/v1/movies/")
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
+
+
+def test_inactive_users_token_is_401(curator: User) -> None:
+    _, token = AuthToken.objects.create(user=curator)
+    curator.is_active = False
+    curator.save()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert client.get("/api/v1/movies/").status_code == 401
+
+
+def test_permission_backend_answers_as_djangos_model_backend(curator: User) -> None:
+    from django.contrib.auth.backends import ModelBackend
+    from django.contrib.auth.models import AnonymousUser, Group, Permission
+
+    from movieapi.authentication import PermissionBackend
+
+    plain = User.objects.create_user("plain", password="x-long-enough-1")
+    direct = User.objects.create_user("direct", password="x-long-enough-1")
+    direct.user_permissions.add(Permission.objects.get(codename="delete_genre"))
+    both = User.objects.create_user("both", password="x-long-enough-1")
+    both.groups.add(Group.objects.create(name="raters"))
+    both.groups.get().permissions.add(Permission.objects.get(codename="view_rating"))
+    both.user_permissions.add(Permission.objects.get(codename="view_rating"))
+    boss = User.objects.create_superuser("boss", password="x-long-enough-1")
+    gone = User.objects.create_user("gone", password="x-long-enough-1", is_active=False)
+    gone.user_permissions.add(Permission.objects.get(codename="delete_genre"))
+    for user in (curator, plain, direct, both, boss, gone, AnonymousUser()):
+        ours = PermissionBackend().get_all_permissions(User.objects.get(pk=user.pk) if user.pk else user)
+        djangos = ModelBackend().get_all_permissions(User.objects.get(pk=user.pk) if user.pk else user)
+        assert ours == djangos, user
+    assert "movies.change_movie" in PermissionBackend().get_all_permissions(curator)
+    assert PermissionBackend().get_all_permissions(curator, obj=object()) == set()

@@ -1,0 +1,121 @@
+"""Who is calling and what they may do: bearer tokens (django-rest-knox) and model permissions, each in one query.
+
+Kept apart from movieapi.auth (its views): DRF imports the authentication classes while it imports its own views.
+"""
+
+from __future__ import annotations
+
+import functools
+from hmac import compare_digest
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.utils import timezone
+from knox import auth as knox_auth
+from knox.crypto import hash_token
+from knox.models import AuthToken, get_token_model
+from knox.settings import CONSTANTS, knox_settings
+from knox.signals import token_expired
+from rest_framework.exceptions import AuthenticationFailed
+
+from movieapi.postgres.prepared import prepared_cursor
+
+
+class TokenAuthentication(knox_auth.TokenAuthentication):
+    """knox's bearer tokens, without knox's walk over all of the caller's tokens on every request.
+
+    knox deletes the caller's other expired tokens on each authenticated request: one more query, and one
+    row per token the user holds. Here an expired token is still refused (and deleted) when it is used, and
+    a user's other expired tokens are deleted when they log in (TokenView), so they cannot pile up.
+    """
+
+    def authenticate_credentials(self, token: bytes) -> tuple[Any, AuthToken]:
+        """knox's check (the key prefix finds the candidate tokens, the digest must match, an expired token is
+        refused), with each token and its user read by one prepared statement instead of an ORM query."""
+        try:
+            text = token.decode("utf-8")
+            digest = hash_token(text)
+        except (UnicodeDecodeError, TypeError, ValueError) as exc:
+            raise AuthenticationFailed("Invalid token.") from exc
+        for auth_token in _tokens_with_users(text[: CONSTANTS.TOKEN_KEY_LENGTH]):
+            if self._cleanup_token(auth_token):
+                continue
+            if compare_digest(digest, auth_token.digest):
+                if knox_settings.AUTO_REFRESH and auth_token.expiry:
+                    self.renew_token(auth_token)
+                user_and_token: tuple[Any, AuthToken] = self.validate_user(auth_token)
+                return user_and_token
+        raise AuthenticationFailed("Invalid token.")
+
+    def _cleanup_token(self, auth_token: AuthToken) -> bool:
+        """Delete and refuse this token if it has expired (True); keep it otherwise."""
+        if auth_token.expiry is None or auth_token.expiry >= timezone.now():
+            return False
+        username = auth_token.user.get_username()
+        auth_token.delete()
+        token_expired.send(sender=type(self), username=username, source="auth_token")
+        return True
+
+
+@functools.cache
+def _token_query() -> tuple[str, list[str], list[str]]:
+    """The statement reading the tokens with a key prefix joined to their users, and each side's attribute names."""
+    token_model, user_model = get_token_model(), get_user_model()
+    token_fields, user_fields = token_model._meta.concrete_fields, user_model._meta.concrete_fields
+    quote = connection.ops.quote_name
+    columns = [f"t.{quote(field.column)}" for field in token_fields] + [
+        f"u.{quote(field.column)}" for field in user_fields
+    ]
+    user_column = quote(token_model._meta.get_field("user").column)
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {quote(token_model._meta.db_table)} t "  # noqa: S608 (model metadata only)
+        f"JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_model._meta.pk.column)} = t.{user_column} "
+        "WHERE t.token_key = %s"
+    )
+    return sql, [field.attname for field in token_fields], [field.attname for field in user_fields]
+
+
+def _tokens_with_users(token_key: str) -> list[AuthToken]:
+    """The tokens with this key prefix (normally one), each with its user loaded."""
+    sql, token_names, user_names = _token_query()
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, [token_key])
+        rows = cursor.fetchall()
+    tokens = []
+    for row in rows:
+        auth_token = get_token_model().from_db(DEFAULT_DB_ALIAS, token_names, row[: len(token_names)])
+        auth_token.user = get_user_model().from_db(DEFAULT_DB_ALIAS, user_names, row[len(token_names) :])
+        tokens.append(auth_token)
+    return tokens
+
+
+# Every "app_label.codename" the user holds, directly or through a group (all of them for a superuser).
+_PERMISSIONS_SQL = """
+SELECT ct.app_label || '.' || p.codename
+FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+WHERE %(superuser)s
+   OR p.id IN (SELECT up.permission_id FROM auth_user_user_permissions up WHERE up.user_id = %(user)s)
+   OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
+               JOIN auth_user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = %(user)s)
+"""
+
+
+class PermissionBackend(ModelBackend):
+    """Django's ModelBackend, reading a user's permissions in one prepared statement instead of two ORM queries.
+
+    Same answers as ModelBackend (inactive and anonymous users hold none, a superuser holds all), cached on
+    the user object for the request like ModelBackend's. A curator's write asks for them on every request.
+    """
+
+    def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
+        """The user's permissions and their groups' permissions, from one statement."""
+        if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
+            return set()
+        cached: set[str] | None = getattr(user_obj, "_perm_cache", None)
+        if cached is None:
+            with prepared_cursor() as cursor:
+                cursor.execute(_PERMISSIONS_SQL, {"superuser": user_obj.is_superuser, "user": user_obj.pk})
+                cached = user_obj._perm_cache = {name for (name,) in cursor.fetchall()}
+        return cached
