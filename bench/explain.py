@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "movieapi.settings")
@@ -23,15 +22,6 @@ def main(paths: list[str]) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    # Prepared statements (movieapi.postgres.prepared) bind server-side, so psycopg keeps no client-side
-    # query text; compose it from the SQL and parameters instead so that it can be explained.
-    ops: Any = connection.ops  # the PostgreSQL backend's operations (compose_sql is theirs)
-    last_executed_query = ops.last_executed_query
-
-    def composed_query(cursor: object, sql: str, params: object) -> str:
-        return str(last_executed_query(cursor, sql, params) or ops.compose_sql(sql, params))
-
-    ops.last_executed_query = composed_query
     client = Client()
     for path in paths:
         client.get(path)  # warm: the first request of a process pays for imports and caches

@@ -10,7 +10,15 @@ from django.db.models.expressions import RawSQL
 
 from movieapi.postgres.prepared import prepared_cursor
 from movies.models import CastMember, Genre, Movie, Person, Rating
-from movies.sql import CAST_SQL, DIRECTORS_SQL, GENRES_SQL, MOVIE_BY_ID_SQL, MOVIE_VERSION_SQL, MOVIES_BY_IDS_SQL
+from movies.sql import (
+    CAST_SQL,
+    DIRECTORS_SQL,
+    GENRES_SQL,
+    MOVIE_BY_ID_SQL,
+    MOVIE_VERSION_SQL,
+    MOVIES_BY_IDS_SQL,
+    movies_by_id_query_sql,
+)
 
 
 def movie_queryset() -> QuerySet[Movie]:
@@ -43,8 +51,16 @@ def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[tuple
 
     The ids come from the queryset (an index-only scan for the plain orderings), the rows from one prepared
     statement by id, in the ids' order: the filters run once, and the heavy statement is never re-planned.
+    An unfiltered list (the catalogue in one of its orderings) is one prepared statement with the ids' query
+    inside: its text depends only on the ordering, and each ordering has its index, whatever the page.
     """
-    ids = list(queryset.values_list("pk", flat=True)[offset : offset + limit])
+    ids_query = queryset.values_list("pk", flat=True)
+    if not queryset.query.where and not queryset.query.annotations and not queryset.query.extra:
+        sql, params = ids_query.query.sql_with_params()
+        with prepared_cursor(queryset.db) as cursor:
+            cursor.execute(movies_by_id_query_sql(sql + " LIMIT %s OFFSET %s"), [*params, limit, offset])
+            return cursor.fetchall()
+    ids = list(ids_query[offset : offset + limit])
     if not ids:
         return []
     with prepared_cursor(queryset.db) as cursor:

@@ -74,4 +74,14 @@ MOVIES_BY_IDS_SQL = (
     f"SELECT {MOVIE_COLUMNS} FROM unnest(%s::bigint[]) WITH ORDINALITY AS page(id, n) "  # noqa: S608 (constant)
     "JOIN movies_movie ON movies_movie.id = page.id ORDER BY page.n"
 )
+
+
+def movies_by_id_query_sql(ids_sql: str) -> str:
+    """A page of movies by a query of their ids (ordered and limited), in that order, as one statement."""
+    return (
+        f"SELECT {MOVIE_COLUMNS} FROM unnest(ARRAY({ids_sql})) WITH ORDINALITY AS page(id, n) "  # noqa: S608 (SQL the ORM compiled)
+        "JOIN movies_movie ON movies_movie.id = page.id ORDER BY page.n"
+    )
+
+
 MOVIE_VERSION_SQL = "SELECT version FROM movies_movie WHERE id = %s"

@@ -23,13 +23,22 @@ class _PreparingCursor(psycopg.Cursor[Any]):
 
 
 class _PreparedDebugCursor(CursorDebugWrapper):
-    """Django's query log (DEBUG, tests) with each prepared statement's text: psycopg keeps no composed query
-    for a statement bound server-side, so Django would log None."""
+    """Django's query log (DEBUG, tests, bench/explain.py) with each prepared statement composed with its
+    parameters: psycopg keeps no composed query for a statement bound server-side, so Django would log None."""
 
     def execute(self, sql: Any, params: Any = None) -> Any:
-        """Run the statement, logging its text and parameters."""
-        with self.debug_sql(sql, params):
+        """Run the statement, logging it as the SQL it amounts to."""
+        with self.debug_sql(_composed(self.db, sql, params), None):
             return CursorWrapper.execute(self, sql, params)
+
+
+def _composed(connection: Any, sql: str, params: Any) -> str:
+    if params is None:
+        return sql
+    try:
+        return str(connection.ops.compose_sql(sql, params))
+    except psycopg.DataError:
+        return sql
 
 
 @contextmanager

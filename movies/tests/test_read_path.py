@@ -85,19 +85,24 @@ def test_the_read_statements_are_prepared_on_the_connection(varied: list[Movie])
     for _ in range(2):
         assert selectors.movie_detail(movie_id=varied[0].pk) is not None
         assert len(selectors.movie_page(Movie.objects.order_by("id"), 0, 3)) == 3
+        assert len(selectors.movie_page(Movie.objects.filter(year__gte=0).order_by("id"), 0, 3)) == 3
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
         prepared = {row[0] for row in cursor.fetchall()}
     # psycopg sends them with $n placeholders.
     assert MOVIE_BY_ID_SQL.replace("%s", "$1") in prepared
-    assert MOVIES_BY_IDS_SQL.replace("%s", "$1") in prepared
+    assert MOVIES_BY_IDS_SQL.replace("%s", "$1") in prepared  # a filtered page's rows, by their ids
+    # An unfiltered page: one statement with the ids' query inside, the page's bounds as parameters.
+    assert any(statement.endswith("ORDER BY page.n") and "LIMIT $1 OFFSET $2" in statement for statement in prepared)
 
 
 def test_read_path_queries_are_counted(anon: APIClient, varied: list[Movie], django_assert_num_queries: Any) -> None:
     with django_assert_num_queries(1):
         assert anon.get(f"{URL}{varied[0].pk}/").status_code == 200
-    with django_assert_num_queries(2):  # the page's ids, then its rows (a last page needs no count)
+    with django_assert_num_queries(1):  # the page's rows by its ids' query (a last page needs no count)
         assert anon.get(URL, {"page_size": "100"}).status_code == 200
+    with django_assert_num_queries(2):  # filtered: the page's ids, then its rows
+        assert anon.get(URL, {"page_size": "100", "year_min": "0"}).status_code == 200
 
 
 @pytest.mark.django_db(transaction=True)
