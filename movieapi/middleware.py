@@ -9,6 +9,9 @@ import uuid
 from collections.abc import Callable
 
 from django.conf import settings
+from django.contrib.auth import middleware as auth_middleware
+from django.contrib.messages import middleware as messages_middleware
+from django.contrib.sessions import middleware as sessions_middleware
 from django.http import HttpRequest, HttpResponse
 
 from movieapi.errors import PROBLEM_CONTENT_TYPE, PayloadTooLarge, problem
@@ -71,3 +74,33 @@ class RequestIdMiddleware:
             },
         )
         return response
+
+
+# ---- the admin's middleware, which the API does not need ---------------------------------------
+
+API_PATH_PREFIX = "/api/"
+
+
+class _SiteOnly:
+    """Skip this middleware for the API: it is stateless (bearer tokens), so sessions, the session user and
+    messages serve only the admin. Subclasses of Django's own, so the admin's checks still see them. (CSRF
+    stays Django's own, which `check --deploy` asks for; the API's views are exempt from it.)"""
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith(API_PATH_PREFIX):
+            passed: HttpResponse = self.get_response(request)  # type: ignore[attr-defined]
+            return passed
+        response: HttpResponse = super().__call__(request)  # type: ignore[misc]
+        return response
+
+
+class SessionMiddleware(_SiteOnly, sessions_middleware.SessionMiddleware):
+    """Django's SessionMiddleware, for everything but the API."""
+
+
+class AuthenticationMiddleware(_SiteOnly, auth_middleware.AuthenticationMiddleware):
+    """Django's AuthenticationMiddleware (the session's user), for everything but the API."""
+
+
+class MessageMiddleware(_SiteOnly, messages_middleware.MessageMiddleware):
+    """Django's MessageMiddleware, for everything but the API."""

@@ -170,3 +170,16 @@ def test_metrics_add_up_across_workers(
     )
     assert str(movie.pk) not in re.findall(r'route="([^"]*)"', after)  # routes, never raw paths
     assert metric_value(after, "movieapi_throttle_refusals_total") >= 1  # counted in another module, collected here
+
+
+def test_api_requests_skip_the_admins_session_middleware(db: None, client: Client) -> None:
+    api = client.get("/api/v1/genres/")
+    assert api.status_code == 200
+    assert not hasattr(api.wsgi_request, "session")
+    assert not hasattr(api.wsgi_request, "_messages")
+    assert "Cookie" not in api.get("Vary", "")
+    admin = client.get("/admin/login/")
+    assert admin.status_code == 200
+    assert hasattr(admin.wsgi_request, "session")
+    assert hasattr(admin.wsgi_request, "_messages")
+    assert admin.wsgi_request.user.is_anonymous
