@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +65,8 @@ EXTERNAL_GENRES = {
 # Not genres but presentation formats: dropped.
 IGNORED_GENRES = {"imax", "(no genres listed)"}
 IMDB_CAST_CATEGORIES = {"actor", "actress", "self"}
+# Lines of COPY text sent to PostgreSQL at once when staging the IMDb side files.
+STAGE_CHUNK = 4096
 
 _TITLE_ID = re.compile(IMDB_TITLE_RE)
 _NAME_ID = re.compile(IMDB_NAME_RE)
@@ -141,25 +143,37 @@ def max_year() -> int:
 
 def clean_text(value: Any, name: str, *, max_length: int, required: bool = False, strip: bool = True) -> str:
     """Text PostgreSQL can store: integers become text, NUL bytes and undecodable bytes are refused."""
-    if value is None:
-        value = ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        # JSON writers often emit numeric-looking titles or characters as numbers: "1917" is a title.
-        value = str(value)
-    if not isinstance(value, str):
-        raise RowRejected(name, f"must be text, not {type(value).__name__}")
+    if type(value) is not str:
+        if value is None:
+            value = ""
+        elif isinstance(value, int) and not isinstance(value, bool):
+            # JSON writers often emit numeric-looking titles or characters as numbers: "1917" is a title.
+            value = str(value)
+        elif not isinstance(value, str):
+            raise RowRejected(name, f"must be text, not {type(value).__name__}")
     if "\x00" in value:
         raise RowRejected(name, "contains a NUL byte")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise RowRejected(name, "is not valid UTF-8 (undecodable bytes or a lone surrogate)") from None
+    if not value.isascii():  # ASCII text has neither undecodable bytes nor lone surrogates
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RowRejected(name, "is not valid UTF-8 (undecodable bytes or a lone surrogate)") from None
     if strip:
         value = value.strip()
     if required and not value:
         raise RowRejected(name, "is required")
     if len(value) > max_length:
         raise RowRejected(name, f"is longer than {max_length} characters ({len(value)})")
+    return value
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(value: str) -> str:
+    """A value as a field of COPY's text format: backslash, tab and line breaks escaped."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
     return value
 
 
@@ -637,93 +651,153 @@ class ImdbSource(Source):
             cursor.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS imp_directors (tconst text, ord int, nconst text);"
                 "CREATE TEMP TABLE IF NOT EXISTS imp_cast (tconst text, ord int, nconst text, character text);"
-                "CREATE TEMP TABLE IF NOT EXISTS imp_names (nconst text, name text, done bool NOT NULL DEFAULT false);"
-                "TRUNCATE imp_directors, imp_cast, imp_names"
+                "CREATE TEMP TABLE IF NOT EXISTS imp_names (nconst text, name text);"
+                # A batch's credits whose person is not in the catalogue yet, written last (see write_credits).
+                "CREATE TEMP TABLE IF NOT EXISTS imp_new_people (nconst text, name text);"
+                "CREATE TEMP TABLE IF NOT EXISTS imp_new_directors (movie_id bigint, nconst text);"
+                "CREATE TEMP TABLE IF NOT EXISTS imp_new_cast (movie_id bigint, nconst text, character text, ord int);"
+                "TRUNCATE imp_directors, imp_cast, imp_names, imp_new_people, imp_new_directors, imp_new_cast"
             )
         if self.crew:
-            self._stage(cursors, "imp_directors", self._crew_rows(report, progress))
+            self._stage(cursors, "imp_directors", self._crew_lines(report, progress))
         if self.principals:
-            self._stage(cursors, "imp_directors", self._principal_rows(report, progress, directors=True))
-            self._stage(cursors, "imp_cast", self._principal_rows(report, progress, directors=False))
+            self._stage(cursors, "imp_directors", self._principal_lines(report, progress, directors=True))
+            self._stage(cursors, "imp_cast", self._principal_lines(report, progress, directors=False))
         if self.names:
-            self._stage(cursors, "imp_names (nconst, name)", self._name_rows(report, progress))
+            self._stage(cursors, "imp_names", self._name_lines(report, progress))
         if cursors:
             with contextlib.ExitStack() as stack:
                 for cursor in cursors:  # sent to every server before waiting for any
                     stack.enter_context(cursor.connection.pipeline())
-                    for table, column in (("imp_directors", "tconst"), ("imp_cast", "tconst"), ("imp_names", "nconst")):
-                        cursor.execute(f"CREATE INDEX ON {table} ({column})")
+                    # (nconst, name): a person's name is the first by name, read from the index without a sort.
+                    for table, columns in (
+                        ("imp_directors", "tconst"),
+                        ("imp_cast", "tconst"),
+                        ("imp_names", "nconst, name"),
+                    ):
+                        cursor.execute(f"CREATE INDEX ON {table} ({columns})")
                         cursor.execute(f"ANALYZE {table}")
             self.staged = True
 
     @staticmethod
-    def _stage(cursors: list[psycopg.Cursor[Any]], table: str, rows: Iterator[tuple[Any, ...]]) -> None:
+    def _stage(cursors: list[psycopg.Cursor[Any]], table: str, lines: Iterator[str]) -> None:
+        """COPY lines in COPY's text format into every cursor's table: each chunk is encoded once and the same bytes
+        go to every connection. A dry run (no cursors) only reads and validates."""
         if not cursors:
-            for _ in rows:  # a dry run only validates
+            for _ in lines:
                 pass
             return
         with contextlib.ExitStack() as stack:
             copies = [stack.enter_context(cursor.copy(f"COPY {table} FROM STDIN")) for cursor in cursors]
-            for row in rows:
+            chunk: list[str] = []
+            for line in lines:
+                chunk.append(line)
+                if len(chunk) >= STAGE_CHUNK:
+                    data = "".join(chunk).encode()
+                    chunk = []
+                    for copy in copies:
+                        copy.write(data)
+            if chunk:
+                data = "".join(chunk).encode()
                 for copy in copies:
-                    copy.write_row(row)
+                    copy.write(data)
 
-    def _crew_rows(self, report: Callable[[RowError], None], progress: Progress) -> Iterator[tuple[Any, ...]]:
+    @staticmethod
+    def _rows(
+        tsv: TsvFile,
+        key: str,
+        report: Callable[[RowError], None] | None,
+        progress: Progress | None,
+        where: tuple[str, Container[str]] | None = None,
+    ) -> Iterator[tuple[int, list[str], str]]:
+        """(line number, cells, the `key` id) of a side file's rows, the one loop every side file is read with.
+
+        A line without the header's number of fields, and a row whose `key` (tconst or nconst) is not an IMDb id,
+        is reported (unless report is None) and skipped. `where` (column, values) keeps only the rows whose column
+        holds one of the values, before their id is looked at.
+        """
+        file, width, key_at = tsv.path.name, tsv.width, tsv.col[key]
+        pattern, kind = (_TITLE_ID, "title") if key == "tconst" else (_NAME_ID, "name")
+        where_at, wanted = (tsv.col[where[0]], where[1]) if where else (-1, ())
+        with open_text(tsv.path) as stream:
+            stream.readline()
+            # Lines are read in blocks: a plain loop over a list costs less per line than a chain of generators.
+            blocks: Iterator[list[str]] = iter(functools.partial(stream.readlines, 1 << 16), [])
+            if progress is not None:
+                blocks = progress.wrap(blocks, f"reading {file}", size=len)
+            number = 1
+            for block in blocks:
+                for line in block:
+                    number += 1
+                    cells = line.rstrip("\r\n").split("\t")
+                    if len(cells) != width:
+                        if report is not None and line.strip():
+                            reason = f"expected {width} tab-separated fields, got {len(cells)}"
+                            report(RowError(file, number, "-", reason))
+                        continue
+                    if where_at >= 0 and cells[where_at] not in wanted:
+                        continue
+                    value = cells[key_at]
+                    if not pattern.match(value):
+                        if report is not None:
+                            report(RowError(file, number, key, f"not an IMDb {kind} id: {value[:20]!r}"))
+                        continue
+                    yield number, cells, value
+
+    def _crew_lines(self, report: Callable[[RowError], None], progress: Progress) -> Iterator[str]:
+        """imp_directors rows (tconst, order, nconst) from title.crew's `directors` lists."""
         assert self.crew is not None
-        name, col = self.crew.path.name, self.crew.col
-        tconst_at, directors_at = col["tconst"], col["directors"]
-        for line, row in progress.wrap(iter(self.crew), f"reading {name}"):
-            if isinstance(row, str):
-                report(RowError(name, line, "-", row))
-                continue
-            tconst = row[tconst_at]
-            if not _TITLE_ID.match(tconst):
-                report(RowError(name, line, "tconst", f"not an IMDb title id: {tconst[:20]!r}"))
-                continue
+        file, directors_at = self.crew.path.name, self.crew.col["directors"]
+        for line, row, tconst in self._rows(self.crew, "tconst", report, progress):
             for order, nconst in enumerate((_null(row[directors_at]) or "").split(",")):
                 if not nconst:
                     continue
                 if not _NAME_ID.match(nconst):
-                    report(RowError(name, line, "directors", f"not an IMDb name id: {nconst[:20]!r}"))
+                    report(RowError(file, line, "directors", f"not an IMDb name id: {nconst[:20]!r}"))
                     continue
-                yield tconst, order, nconst
+                yield f"{tconst}\t{order}\t{nconst}\n"
 
-    def _principal_rows(
+    def _principal_lines(
         self, report: Callable[[RowError], None], progress: Progress, *, directors: bool
-    ) -> Iterator[tuple[Any, ...]]:
-        """Cast rows (actor, actress, self) or, when there is no crew file, director rows."""
+    ) -> Iterator[str]:
+        """imp_cast rows (actor, actress, self) or, when there is no crew file, imp_directors rows."""
         assert self.principals is not None
         if directors and self.crew:
             return
-        name, col = self.principals.path.name, self.principals.col
-        tconst_at, nconst_at, category_at = col["tconst"], col["nconst"], col["category"]
-        ordering_at, characters_at = col["ordering"], col["characters"]
-        wanted = {"director"} if directors else IMDB_CAST_CATEGORIES
-        rows: Iterator[tuple[int, list[str] | str]] = iter(self.principals)
-        if not directors:  # errors are reported once, on the cast pass
-            rows = progress.wrap(rows, f"reading {name}")
-        for line, row in rows:
-            if isinstance(row, str):
-                if not directors:
-                    report(RowError(name, line, "-", row))
-                continue
-            if row[category_at] not in wanted:
-                continue
+        file, col = self.principals.path.name, self.principals.col
+        nconst_at, ordering_at, characters_at = col["nconst"], col["ordering"], col["characters"]
+        # Errors are reported once, on the cast pass.
+        rows = (
+            self._rows(self.principals, "tconst", None, None, where=("category", {"director"}))
+            if directors
+            else self._rows(self.principals, "tconst", report, progress, where=("category", IMDB_CAST_CATEGORIES))
+        )
+        for line, row, tconst in rows:
+            nconst, ordering, characters = row[nconst_at], row[ordering_at], row[characters_at]
             try:
-                tconst = row[tconst_at]
-                if not _TITLE_ID.match(tconst):
-                    raise RowRejected("tconst", f"not an IMDb title id: {tconst[:20]!r}")
-                nconst = row[nconst_at]
                 if not _NAME_ID.match(nconst):
                     raise RowRejected("nconst", f"not an IMDb name id: {nconst[:20]!r}")
-                order = clean_int(row[ordering_at], "ordering", low=0, high=2**31 - 1, required=True)
+                if not (ordering.isdigit() and ordering.isascii() and len(ordering) < 10):  # else the slow path
+                    ordering = str(clean_int(ordering, "ordering", low=0, high=2**31 - 1, required=True))
                 if directors:
-                    yield tconst, order, nconst
+                    character = ""
+                elif (
+                    characters.startswith('["')
+                    and characters.endswith('"]')
+                    and characters.isascii()
+                    and "\\" not in characters
+                    and "\x00" not in characters
+                    and '"' not in (character := characters[2:-2])
+                    and len(character) <= MAX_CHARACTER
+                ):  # the common case, ["One name"] in ASCII: nothing to decode, check or escape
+                    character = character.strip()
                 else:
-                    yield tconst, order, nconst, self._characters(_null(row[characters_at]))
+                    character = copy_text(self._characters(_null(characters)))
             except RowRejected as exc:
                 if not directors:
-                    report(RowError(name, line, exc.field, exc.reason))
+                    report(RowError(file, line, exc.field, exc.reason))
+                continue
+            yield f"{tconst}\t{ordering}\t{nconst}\n" if directors else f"{tconst}\t{ordering}\t{nconst}\t{character}\n"
 
     @staticmethod
     def _characters(value: str | None) -> str:
@@ -731,7 +805,7 @@ class ImdbSource(Source):
         if not value:
             return ""
         if value.startswith('["') and value.endswith('"]') and "\\" not in value and '"' not in value[2:-2]:
-            names = [value[2:-2]]  # the common case, one plain name, without a JSON parse
+            text = value[2:-2]  # the common case, one plain name, without a JSON parse
         else:
             try:
                 names = json.loads(value)
@@ -739,25 +813,20 @@ class ImdbSource(Source):
                 raise RowRejected("characters", f"not a JSON array: {value[:40]!r}") from None
             if not isinstance(names, list) or not all(isinstance(item, str) for item in names):
                 raise RowRejected("characters", f"not a JSON array of names: {value[:40]!r}")
-        return clean_text(" / ".join(names), "characters", max_length=MAX_CHARACTER)
+            text = " / ".join(names)
+        return clean_text(text, "characters", max_length=MAX_CHARACTER)
 
-    def _name_rows(self, report: Callable[[RowError], None], progress: Progress) -> Iterator[tuple[Any, ...]]:
+    def _name_lines(self, report: Callable[[RowError], None], progress: Progress) -> Iterator[str]:
+        """imp_names rows (nconst, name) from name.basics."""
         assert self.names is not None
-        file, col = self.names.path.name, self.names.col
-        nconst_at, name_at = col["nconst"], col["primaryName"]
-        for line, row in progress.wrap(iter(self.names), f"reading {file}"):
-            if isinstance(row, str):
-                report(RowError(file, line, "-", row))
-                continue
+        file, name_at = self.names.path.name, self.names.col["primaryName"]
+        for line, row, nconst in self._rows(self.names, "nconst", report, progress):
             try:
-                nconst = row[nconst_at]
-                if not _NAME_ID.match(nconst):
-                    raise RowRejected("nconst", f"not an IMDb name id: {nconst[:20]!r}")
                 name = clean_text(_null(row[name_at]), "primaryName", max_length=MAX_NAME, required=True)
             except RowRejected as exc:
                 report(RowError(file, line, exc.field, exc.reason))
                 continue
-            yield nconst, name
+            yield f"{nconst}\t{copy_text(name)}\n"
 
     def items(self) -> Iterator[Item]:
         col = self.basics.col
@@ -799,7 +868,7 @@ class ImdbSource(Source):
         cursor = raw_cursor()
         # A person's name: name.basics, else the catalogue's; a credit for a nameless person is dropped.
         name_sql = (
-            "coalesce((SELECT n.name FROM imp_names n WHERE n.nconst = c.nconst LIMIT 1),"
+            "coalesce((SELECT n.name FROM imp_names n WHERE n.nconst = c.nconst ORDER BY n.name LIMIT 1),"
             " (SELECT p.name FROM movies_person p WHERE p.imdb_id = c.nconst))"
         )
         ids = list(by_id)
@@ -830,58 +899,108 @@ class ImdbSource(Source):
         The same rules as `complete` + the Python path: a person is named by name.basics, else keeps the
         catalogue's name (renamed when name.basics differs); a credit whose person has no name anywhere is
         dropped; directors are distinct, in crew order, at most MAX_DIRECTORS; the cast keeps the principals'
-        `ordering`, numbered from 0, at most MAX_CAST. One indexed probe per movie and credit, nothing per row
-        in Python: this is most of the work of an import into an empty catalogue.
+        `ordering`, numbered from 0, at most MAX_CAST. Nothing per row in Python: this is most of the work of an
+        import into an empty catalogue.
+
+        Called last in the batch's transaction, in two statements. The first reads the batch's credits from the
+        staging tables once (an index probe per movie and per person), renames, and inserts the credits of people
+        already in the catalogue; credits of people not in it yet are set aside. The second creates those people
+        and inserts the rest. Creating people is what makes two transactions wait for each other (an INSERT of an
+        nm id another open transaction has just inserted waits for that transaction to end), so it comes last,
+        just before the commit: another writer never waits for more than this batch's last statement and commit.
         """
-        movies = [(pk, tconst) for pk, tconst in movies if tconst]
-        if not self.staged or not movies or not (self.crew or self.principals):
+        films = [(pk, tconst) for pk, tconst in movies if tconst]
+        if not self.staged or not films or not (self.crew or self.principals):
             return
-        ids, tconsts = [pk for pk, _ in movies], [tconst for _, tconst in movies]
-        # Every lookup below is an index probe per movie (LATERAL ... LIMIT keeps the planner from hashing the
-        # whole staging table, which would make each batch cost as much as the file).
-        # People: created in nconst order, so that concurrent importers wait for each other in the same order
-        # (no deadlock), and renamed only where name.basics differs (an existing person is not locked here;
-        # the foreign key checks of the credits take a shared lock at commit). A name row is marked done in
-        # the same transaction, so each person is looked at once per connection rather than once per batch.
+        if self._credits(cursor, films):
+            self._new_people(cursor)
+
+    @staticmethod
+    def _credits(cursor: psycopg.Cursor[Any], movies: list[tuple[int, str]]) -> int:
+        """The first statement of write_credits; returns how many people it set aside to be created."""
+        # Each lookup is a LATERAL subquery (with a LIMIT where it could otherwise be flattened into a join), so
+        # an index probe per movie and per person: the planner would otherwise hash whole tables, which would make
+        # each batch cost as much as the file or the catalogue.
         cursor.execute(
-            "WITH c AS MATERIALIZED ("
-            "  SELECT n.ctid AS at, c.nconst, n.name FROM ("
-            "   SELECT DISTINCT c.nconst FROM unnest(%s::text[]) AS b(tconst) CROSS JOIN LATERAL ("
-            "    SELECT nconst FROM imp_directors WHERE tconst = b.tconst"
-            "    UNION ALL SELECT nconst FROM imp_cast WHERE tconst = b.tconst) AS c) AS c"
-            "  CROSS JOIN LATERAL ("
-            "   SELECT ctid, name, done FROM imp_names WHERE nconst = c.nconst ORDER BY name LIMIT 1) AS n"
-            "  WHERE NOT n.done ORDER BY c.nconst),"
-            " created AS (INSERT INTO movies_person (name, imdb_id, created_at, updated_at)"
-            "  SELECT name, nconst, now(), now() FROM c ORDER BY nconst ON CONFLICT (imdb_id) DO NOTHING),"
-            " renamed AS (UPDATE movies_person AS p SET name = c.name, updated_at = now()"
-            "  FROM c WHERE p.imdb_id = c.nconst AND p.name <> c.name)"
-            " UPDATE imp_names SET done = true WHERE ctid = ANY(ARRAY(SELECT at FROM c))",
-            [tconsts],
+            "WITH credit AS MATERIALIZED ("
+            "  SELECT b.movie_id, c.director, c.ord, c.nconst, c.character"
+            "  FROM unnest(%(ids)b::bigint[], %(tconsts)b::text[]) AS b(movie_id, tconst) CROSS JOIN LATERAL ("
+            "   SELECT true AS director, ord, nconst, NULL AS character FROM imp_directors WHERE tconst = b.tconst"
+            "   UNION ALL SELECT false, ord, nconst, character FROM imp_cast WHERE tconst = b.tconst) AS c),"
+            # Each person once: the catalogue's id and name, and the name name.basics gives.
+            " person AS MATERIALIZED ("
+            "  SELECT c.nconst, p.id, p.name AS current, n.name AS staged"
+            "  FROM (SELECT DISTINCT nconst FROM credit) AS c"
+            "  LEFT JOIN LATERAL (SELECT id, name FROM movies_person WHERE imdb_id = c.nconst LIMIT 1) AS p ON true"
+            "  LEFT JOIN LATERAL ("
+            "   SELECT name FROM imp_names WHERE nconst = c.nconst ORDER BY name LIMIT 1) AS n ON true),"
+            # An existing person is renamed only where name.basics differs (the row is locked until the commit;
+            # the foreign key checks of other transactions' credits take a lock that does not conflict with it).
+            " renamed AS (UPDATE movies_person AS p SET name = r.staged, updated_at = now()"
+            "  FROM person AS r WHERE p.id = r.id AND r.staged <> r.current),"
+            # A credit is kept when its person is in the catalogue or named by name.basics; else it is dropped.
+            " kept AS MATERIALIZED ("
+            "  SELECT c.movie_id, c.director, c.ord, c.nconst, c.character, r.id AS person_id, r.staged"
+            "  FROM credit AS c JOIN person AS r USING (nconst) WHERE r.id IS NOT NULL OR r.staged IS NOT NULL),"
+            " directors AS MATERIALIZED ("
+            "  SELECT movie_id, nconst, person_id, staged FROM ("
+            "   SELECT movie_id, nconst, person_id, staged,"
+            "    row_number() OVER (PARTITION BY movie_id ORDER BY min(ord), nconst) AS rank"
+            "   FROM kept WHERE director GROUP BY movie_id, nconst, person_id, staged) AS d"
+            "  WHERE rank <= %(max_directors)s),"
+            " casting AS MATERIALIZED ("
+            '  SELECT movie_id, nconst, person_id, staged, character, rank - 1 AS "order" FROM ('
+            "   SELECT movie_id, nconst, person_id, staged, character,"
+            "    row_number() OVER (PARTITION BY movie_id ORDER BY ord) AS rank"
+            "   FROM kept WHERE NOT director) AS c"
+            "  WHERE rank <= %(max_cast)s),"
+            " directors_now AS (INSERT INTO movies_movie_directors (movie_id, person_id)"
+            "  SELECT movie_id, person_id FROM directors WHERE person_id IS NOT NULL),"
+            ' cast_now AS (INSERT INTO movies_cast (movie_id, person_id, "character", "order")'
+            '  SELECT movie_id, person_id, character, "order" FROM casting WHERE person_id IS NOT NULL),'
+            " directors_later AS (INSERT INTO imp_new_directors (movie_id, nconst)"
+            "  SELECT movie_id, nconst FROM directors WHERE person_id IS NULL),"
+            " cast_later AS (INSERT INTO imp_new_cast (movie_id, nconst, character, ord)"
+            '  SELECT movie_id, nconst, character, "order" FROM casting WHERE person_id IS NULL)'
+            " INSERT INTO imp_new_people (nconst, name)"
+            "  SELECT nconst, staged FROM directors WHERE person_id IS NULL"
+            "  UNION SELECT nconst, staged FROM casting WHERE person_id IS NULL",
+            {
+                "ids": [pk for pk, _ in movies],
+                "tconsts": [tconst for _, tconst in movies],
+                "max_directors": MAX_DIRECTORS,
+                "max_cast": MAX_CAST,
+            },
         )
+        return cursor.rowcount
+
+    @staticmethod
+    def _new_people(cursor: psycopg.Cursor[Any]) -> None:
+        """The second statement of write_credits: the people set aside, then their credits."""
+        # In nconst order, so that concurrent importers wait for each other in the same order (no deadlock).
+        # ON CONFLICT: another transaction may have created some since the first statement (or be creating
+        # them: this waits for it to end).
         cursor.execute(
-            f"INSERT INTO {Movie.directors.through._meta.db_table} (movie_id, person_id)"  # noqa: S608 (no input)
-            " SELECT b.movie_id, d.person_id FROM unnest(%s::bigint[], %s::text[]) AS b(movie_id, tconst)"
-            " CROSS JOIN LATERAL ("
-            "  SELECT p.id AS person_id FROM imp_directors d JOIN movies_person p ON p.imdb_id = d.nconst"
-            "  WHERE d.tconst = b.tconst GROUP BY p.id ORDER BY min(d.ord), p.id LIMIT %s) AS d",
-            [ids, tconsts, MAX_DIRECTORS],
+            "WITH s AS (DELETE FROM imp_new_people RETURNING nconst, name)"
+            " INSERT INTO movies_person (name, imdb_id, created_at, updated_at)"
+            "  SELECT name, nconst, now(), now() FROM s ORDER BY nconst ON CONFLICT (imdb_id) DO NOTHING;"
+            "WITH s AS (DELETE FROM imp_new_directors RETURNING movie_id, nconst)"
+            " INSERT INTO movies_movie_directors (movie_id, person_id)"
+            "  SELECT s.movie_id, p.id FROM s"
+            "  CROSS JOIN LATERAL (SELECT id FROM movies_person WHERE imdb_id = s.nconst LIMIT 1) AS p;"
+            "WITH s AS (DELETE FROM imp_new_cast RETURNING movie_id, nconst, character, ord)"
+            ' INSERT INTO movies_cast (movie_id, person_id, "character", "order")'
+            "  SELECT s.movie_id, p.id, s.character, s.ord FROM s"
+            "  CROSS JOIN LATERAL (SELECT id FROM movies_person WHERE imdb_id = s.nconst LIMIT 1) AS p"
         )
-        if self.principals:
-            cursor.execute(
-                f'INSERT INTO {CastMember._meta.db_table} (movie_id, person_id, "character", "order")'  # noqa: S608
-                " SELECT b.movie_id, c.person_id, c.character, c.rank - 1"
-                " FROM unnest(%s::bigint[], %s::text[]) AS b(movie_id, tconst) CROSS JOIN LATERAL ("
-                "  SELECT p.id AS person_id, c.character, row_number() OVER (ORDER BY c.ord) AS rank"
-                "  FROM imp_cast c JOIN movies_person p ON p.imdb_id = c.nconst"
-                "  WHERE c.tconst = b.tconst ORDER BY c.ord LIMIT %s) AS c",
-                [ids, tconsts, MAX_CAST],
-            )
 
     def close(self) -> None:
         """Drop the staging tables of this thread's connection (each writer has its own)."""
         if self.staged:
-            raw_cursor().execute("DROP TABLE IF EXISTS imp_directors, imp_cast, imp_names")
+            raw_cursor().execute(
+                "DROP TABLE IF EXISTS imp_directors, imp_cast, imp_names, imp_new_people, imp_new_directors,"
+                " imp_new_cast"
+            )
 
 
 def open_source(path: Path, fmt: str, genre_names: dict[str, str]) -> Source:
@@ -913,21 +1032,31 @@ class Progress:
         self.tty = stream.isatty() if tty is None else tty
         self.every = every
 
-    def wrap(self, items: Iterator[Any], label: str) -> Iterator[Any]:
+    def wrap(self, items: Iterator[Any], label: str, *, size: Callable[[Any], int] | None = None) -> Iterator[Any]:
+        """Yield items, counting each as one row, or as size(item) rows (blocks of lines)."""
         if self.tty:
             from tqdm import tqdm
 
-            with tqdm(items, desc=label, unit=" rows", unit_scale=True, file=self.stream) as bar:
-                yield from bar
+            with tqdm(
+                items if size is None else None, desc=label, unit=" rows", unit_scale=True, file=self.stream
+            ) as bar:
+                if size is None:
+                    yield from bar
+                    return
+                for item in items:
+                    yield item
+                    bar.update(size(item))
             return
         start = last = time.monotonic()
         count = 0
-        for count, item in enumerate(items, start=1):
+        for item in items:
             yield item
+            count += size(item) if size else 1
             now = time.monotonic()
             if now - last >= self.every:
                 last = now
-                self.stream.write(f"{label}: {count:,} rows, {count / (now - start):,.0f} rows/s\n")
+                rate = count / max(now - start, 1e-9)
+                self.stream.write(f"{label}: {count:,} rows, {rate:,.0f} rows/s\n")
                 self.stream.flush()
 
 
@@ -1014,7 +1143,7 @@ class BatchWriter:
                 "INSERT INTO movies_movie (title, year, runtime, overview, imdb_id, version, rating_count,"
                 " rating_sum, created_at, updated_at)"
                 " SELECT t, y, r, o, i, 1, 0, 0, now(), now()"
-                " FROM unnest(%s::text[], %s::int[], %s::int[], %s::text[], %s::text[]) AS v(t, y, r, o, i)"
+                " FROM unnest(%b::text[], %b::int[], %b::int[], %b::text[], %b::text[]) AS v(t, y, r, o, i)"
                 " RETURNING id, imdb_id, title, year",
                 [
                     [r.title for r in new],
@@ -1028,13 +1157,12 @@ class BatchWriter:
             for record in new:
                 movie_ids[id(record)] = by_key[record.key]
             counts.created = len(new)
-            self.source.write_credits(cursor, [(movie_ids[id(record)], record.imdb_id) for record in new])
         if changed:
             merged = [self._merge(record, row) for record, row in changed]
             cursor.execute(
                 "UPDATE movies_movie AS m SET title = v.t, year = v.y, runtime = v.r, overview = v.o,"
                 " imdb_id = v.i, version = m.version + 1, updated_at = now()"
-                " FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[])"
+                " FROM unnest(%b::bigint[], %b::int[], %b::text[], %b::int[], %b::int[], %b::text[], %b::text[])"
                 " AS v(id, ver, t, y, r, o, i) WHERE m.id = v.id AND m.version = v.ver",
                 [list(column) for column in zip(*merged, strict=True)],
             )
@@ -1085,6 +1213,8 @@ class BatchWriter:
                 for order, (person, character) in enumerate(r.cast)
             ),
         )
+        # Last: it may create people, which other transactions creating the same ones wait for (see there).
+        self.source.write_credits(cursor, [(movie_ids[id(record)], record.imdb_id) for record in new])
         return counts
 
     @staticmethod
@@ -1174,14 +1304,14 @@ class BatchWriter:
     def _match(cursor: psycopg.Cursor[Any], records: list[MovieRecord]) -> dict[int, tuple[Any, ...]]:
         """Existing movies for the records (by IMDb id, else by title + year among movies without one), locked."""
         imdb_ids = [r.imdb_id for r in records if r.imdb_id]
-        cursor.execute("SELECT id, imdb_id FROM movies_movie WHERE imdb_id = ANY(%s)", [imdb_ids])
+        cursor.execute("SELECT id, imdb_id FROM movies_movie WHERE imdb_id = ANY(%b)", [imdb_ids])
         by_imdb = {i: pk for pk, i in cursor.fetchall()}
         natural = [r for r in records if not (r.imdb_id and r.imdb_id in by_imdb)]
         by_natural: dict[tuple[str, int], int] = {}
         if natural:
             cursor.execute(
                 "SELECT DISTINCT ON (m.title, m.year) m.title, m.year, m.id FROM movies_movie m"
-                " JOIN unnest(%s::text[], %s::int[]) AS k(title, year) ON m.title = k.title AND m.year = k.year"
+                " JOIN unnest(%b::text[], %b::int[]) AS k(title, year) ON m.title = k.title AND m.year = k.year"
                 " WHERE m.imdb_id IS NULL ORDER BY m.title, m.year, m.id",
                 [[r.title for r in natural], [r.year for r in natural]],
             )

@@ -532,3 +532,189 @@ def test_imdb_credits_of_new_movies_follow_the_naming_rules(transactional_db: No
     ]
     assert list(nineteen.directors.values_list("name", flat=True)) == ["Sam Mendes"]
     assert "created: 0, updated: 0, unchanged: 2" in run(folder)[1]
+
+
+def write_imdb(folder: Path, *, crew: list[str] | None, principals: list[str], names: list[str]) -> Path:
+    """One film, tt0000010 "Alpha" (2001), with the given side files (crew left out when None)."""
+    folder.mkdir()
+    write_tsv(
+        folder / "title.basics.tsv",
+        "tconst\ttitleType\tprimaryTitle\toriginalTitle\tisAdult\tstartYear\tendYear\truntimeMinutes\tgenres",
+        ["tt0000010\tmovie\tAlpha\tAlpha\t0\t2001\t\\N\t90\tDrama"],
+    )
+    if crew is not None:
+        write_tsv(folder / "title.crew.tsv", "tconst\tdirectors\twriters", crew)
+    write_tsv(folder / "title.principals.tsv", "tconst\tordering\tnconst\tcategory\tjob\tcharacters", principals)
+    write_tsv(
+        folder / "name.basics.tsv",
+        "nconst\tprimaryName\tbirthYear\tdeathYear\tprimaryProfession\tknownForTitles",
+        [f"{row}\t\\N\t\\N\t\\N\t\\N" for row in names],
+    )
+    return folder
+
+
+def test_imdb_side_files_report_bad_rows_and_load_the_good_ones(tmp_path: Path) -> None:
+    """Every side file is read by one loop: wrong field counts and bad ids are reported with file, line and field."""
+    folder = write_imdb(
+        tmp_path / "imdb",
+        crew=[
+            "tt0000010\tnm0000011,bad1,nm0000012\t\\N",  # 2: the bad director only
+            "tt00x\tnm0000011\t\\N",  # 3
+            "tt0000010\ttwo-fields",  # 4
+            "",  # a blank line is skipped silently
+        ],
+        principals=[
+            'tt0000010\t1\tnm0000021\tactor\t\\N\t["One"]',
+            'tt0000010\t2\tnmBAD\tactress\t\\N\t["Two"]',  # 3
+            'tt0000010\tx\tnm0000022\tactor\t\\N\t["Three"]',  # 4
+            "tt0000010\t+4\tnm0000023\tself\t\\N\t\\N",  # a sign is allowed; no character
+            "bogus\t5\tnm0000024\tcomposer\t\\N\t\\N",  # not cast: its id is not looked at
+            'bogus\t6\tnm0000025\tactor\t\\N\t["X"]',  # 7
+            "tt0000010\t7\tnm0000026",  # 8
+        ],
+        names=[
+            "nm0000011\tDirector One",
+            "nm0000012\tDirector Two",
+            "nm0000021\tActor One",
+            "nm0000023\tActor Four",
+            "nmX\tNobody",  # 6
+            "nm0000022\t\\N",  # 7
+        ],
+    )
+    errors = tmp_path / "errors.csv"
+
+    code, out, _ = run(folder, "--errors", errors)
+
+    assert code == 1
+    assert "created: 1," in out
+    with errors.open(encoding="utf-8") as report:
+        reported = {(row["file"], int(row["line"]), row["field"]) for row in csv.DictReader(report)}
+    assert reported == {
+        ("title.crew.tsv", 2, "directors"),
+        ("title.crew.tsv", 3, "tconst"),
+        ("title.crew.tsv", 4, "-"),
+        ("title.principals.tsv", 3, "nconst"),
+        ("title.principals.tsv", 4, "ordering"),
+        ("title.principals.tsv", 7, "tconst"),
+        ("title.principals.tsv", 8, "-"),
+        ("name.basics.tsv", 6, "nconst"),
+        ("name.basics.tsv", 7, "primaryName"),
+    }
+    alpha = Movie.objects.get(imdb_id="tt0000010")
+    assert sorted(alpha.directors.values_list("name", flat=True)) == ["Director One", "Director Two"]
+    assert [(c.order, c.person.name, c.character) for c in alpha.cast.order_by("order")] == [
+        (0, "Actor One", "One"),
+        (1, "Actor Four", ""),
+    ]
+
+
+def test_imdb_text_with_backslashes_tabs_and_accents_is_stored_as_written(tmp_path: Path) -> None:
+    """Side files are staged with COPY: backslashes and tabs in characters and names are escaped, not read as codes."""
+    folder = write_imdb(
+        tmp_path / "imdb",
+        crew=None,
+        principals=[
+            'tt0000010\t1\tnm0000021\tactor\t\\N\t["Back\\\\slash"]',
+            'tt0000010\t2\tnm0000022\tactor\t\\N\t["Tab\\there"]',
+            'tt0000010\t3\tnm0000023\tactress\t\\N\t["Zoë"]',
+            'tt0000010\t4\tnm0000024\tactor\t\\N\t["Twin A","Twin B"]',
+            'tt0000010\t5\tnm0000025\tactor\t\\N\t["  Padded  "]',
+            'tt0000010\t6\tnm0000026\tactor\t\\N\t["\\\\N"]',
+        ],
+        names=[
+            "nm0000021\tAnn \\ Bee",
+            "nm0000022\tRenée",
+            "nm0000023\tCee\\NDee",
+            "nm0000024\tTwins",
+            "nm0000025\tPad",
+            "nm0000026\tNull Person",
+        ],
+    )
+
+    assert run(folder)[0] == 0
+
+    alpha = Movie.objects.get(imdb_id="tt0000010")
+    assert [(c.order, c.person.name, c.character) for c in alpha.cast.order_by("order")] == [
+        (0, "Ann \\ Bee", "Back\\slash"),
+        (1, "Renée", "Tab\there"),
+        (2, "Cee\\NDee", "Zoë"),
+        (3, "Twins", "Twin A / Twin B"),
+        (4, "Pad", "Padded"),
+        (5, "Null Person", "\\N"),
+    ]
+    first = snapshot()
+    assert "created: 0, updated: 0, unchanged: 1" in run(folder)[1]
+    assert snapshot() == first
+
+
+def test_imdb_people_are_created_for_the_credits_kept_only(tmp_path: Path) -> None:
+    """A cast beyond MAX_CAST is cut, and the people of the credits cut are not created."""
+    from movies.importers import MAX_CAST
+
+    count = MAX_CAST + 2
+    folder = write_imdb(
+        tmp_path / "imdb",
+        crew=None,
+        principals=[f'tt0000010\t{n}\tnm{n:07d}\tactor\t\\N\t["Role {n}"]' for n in range(1, count + 1)],
+        names=[f"nm{n:07d}\tActor {n}" for n in range(1, count + 1)],
+    )
+
+    assert run(folder)[0] == 0
+
+    alpha = Movie.objects.get(imdb_id="tt0000010")
+    assert alpha.cast.count() == MAX_CAST
+    assert alpha.cast.order_by("-order").first().character == f"Role {MAX_CAST}"  # type: ignore[union-attr]
+    assert Person.objects.count() == MAX_CAST
+    assert not Person.objects.filter(imdb_id=f"nm{count:07d}").exists()
+
+
+def test_imdb_a_person_created_meanwhile_by_another_transaction_gets_the_credits(
+    transactional_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """People new to the catalogue are created last in the batch, with ON CONFLICT: one another transaction
+    created between the batch's two credit statements is used, not duplicated, and keeps its credits."""
+    import psycopg
+
+    from conftest import live_database_url
+    from movies.importers import ImdbSource
+
+    original = ImdbSource._new_people
+
+    def rival_first(cursor: psycopg.Cursor[Any]) -> None:
+        with psycopg.connect(live_database_url(), autocommit=True) as rival:
+            rival.execute(
+                "INSERT INTO movies_person (name, imdb_id, created_at, updated_at)"
+                " VALUES ('Keanu Reeves', 'nm0000206', now(), now()) ON CONFLICT DO NOTHING"
+            )
+        original(cursor)
+
+    monkeypatch.setattr(ImdbSource, "_new_people", staticmethod(rival_first))
+
+    code, out, _ = run(imdb_folder(tmp_path))
+
+    assert code == 1  # the fixture's bad rows
+    assert "created: 2," in out
+    people = {person.imdb_id: person.pk for person in Person.objects.all()}
+    matrix = Movie.objects.get(imdb_id="tt0133093")
+    assert [(c.person_id, c.character) for c in matrix.cast.order_by("order")] == [
+        (people["nm0000206"], "Neo"),
+        (people["nm0000401"], "Morpheus"),
+        (people["nm0005251"], "Trinity / Woman"),
+    ]
+
+
+def test_progress_counts_a_block_of_lines_as_that_many_rows() -> None:
+    from movies.importers import Progress
+
+    out = io.StringIO()
+    blocks = [["a\n", "b\n"], ["c\n"]]
+
+    assert list(Progress(out, tty=False, every=0.0).wrap(iter(blocks), "reading x", size=len)) == blocks
+    assert [line.split(" rows")[0] for line in out.getvalue().splitlines()] == ["reading x: 2", "reading x: 3"]
+
+
+def test_copy_text_escapes_what_copy_would_read_as_codes() -> None:
+    from movies.importers import copy_text
+
+    assert copy_text("plain Zoë") == "plain Zoë"
+    assert copy_text("a\\b\tc\nd\re\\N") == "a\\\\b\\tc\\nd\\re\\\\N"
