@@ -1520,8 +1520,9 @@ class Importer:
         return self.result
 
     def _session(self) -> None:
-        """The writer's session: a commit need not wait for its WAL flush. Each batch stays atomic; a crash
-        can lose only the last batches committed, which a rerun writes again."""
+        """The writer's session: a commit need not wait for its WAL flush. Each batch stays atomic; a crash of
+        the server mid-import can lose only the last batches committed, which a rerun writes again; the import
+        waits for the flush before it reports (_close_writer)."""
         # JIT compiles each batch's statements again (their costs are large) and saves nothing on them; the
         # staged side files are probed at random, and fit in the session's temporary buffers up to some size.
         raw_cursor().execute("SET synchronous_commit TO off; SET jit TO off; SET temp_buffers TO '256MB'")
@@ -1536,6 +1537,11 @@ class Importer:
     def _close_writer(self) -> None:
         self.source.close()
         if self.threads:
+            if not self.dry_run:
+                # The batches were committed without waiting for their WAL (see _session); one synchronous
+                # commit with a transaction id waits until the WAL is on disk up to here, so whatever the
+                # summary reports as written survives a crash of the server.
+                raw_cursor().execute("SET synchronous_commit TO on; SELECT txid_current()")
             connection.close()  # the writer thread's own connection
 
     def _wait(self, in_flight: int) -> None:
