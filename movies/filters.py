@@ -220,11 +220,21 @@ class MovieFilterSet(django_filters.FilterSet):
         if keys:
             order = [_order_by(key) for key in keys]
             order.append(F("id").desc() if keys[-1].startswith("-") else F("id").asc())
-        queryset = queryset.order_by(*order) if order else queryset.order_by("id")
+        queryset = queryset.order_by(*order) if order else unfiltered(queryset)
         if result is not None and result.count is not None:
             return known_count(queryset, result.count, is_estimate=result.count_is_estimate)
         # Counting trigram matches exactly is never cheap (see count_by_estimate); the last page still is exact.
         return count_by_estimate(queryset) if result is not None and result.typo else queryset
+
+
+def unfiltered(queryset: QuerySet[Movie]) -> QuerySet[Movie]:
+    """The list without filter, search or ordering parameters: every movie, by id."""
+    return queryset.order_by("id")
+
+
+def has_list_parameters(params: QueryDict) -> bool:
+    """True if the query names anything besides paging: then the FilterSet validates and applies it."""
+    return not params.keys() <= PAGING_PARAMETERS
 
 
 def _order_by(key: str) -> OrderBy:

@@ -25,7 +25,7 @@ from movieapi.filtersets import CachedFormMixin
 from movieapi.pagination import MoviePagination
 from movieapi.renderers import dumps
 from movies import selectors, services
-from movies.filters import MovieFilterSet
+from movies.filters import MovieFilterSet, has_list_parameters, unfiltered
 from movies.models import Genre, Movie, Person
 from movies.serializers import (
     GenreSerializer,
@@ -133,6 +133,13 @@ class MovieViewSet(viewsets.ModelViewSet):
         return Response(
             orjson.Fragment(body), status=status_code, headers={"ETag": representation_etag(body), **headers}
         )
+
+    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The FilterSet's work, skipped when the query has only paging parameters (nothing to validate)."""
+        if not has_list_parameters(self.request.query_params):
+            return unfiltered(queryset)
+        filtered: QuerySet[Any] = super().filter_queryset(queryset)
+        return filtered
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """A page of movies; `MoviePages` returns them already represented."""

@@ -12,7 +12,7 @@ from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from movieapi import pagination
-from movies import filters, selectors
+from movies import filters, selectors, views
 from movies.models import Genre, Movie, Person
 from movies.serializers import MovieSerializer
 from movies.tests.factories import CastMemberFactory, GenreFactory, MovieFactory, PersonFactory
@@ -121,6 +121,22 @@ def test_bad_values_are_400_naming_the_parameter(
     anon: APIClient, catalogue: dict[str, Movie], query: dict[str, str], parameter: str
 ) -> None:
     assert_problem(anon.get(URL, query), parameter)
+
+
+def test_a_list_with_only_paging_parameters_skips_the_filterset(
+    anon: APIClient, catalogue: dict[str, Movie], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through the FilterSet (an empty filter), then without it: the same movies, by id.
+    by_id = ids(anon.get(URL, {"page_size": "100", "search": ""}))
+    assert by_id == sorted(by_id)
+    assert len(by_id) == len(catalogue)
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the FilterSet was built for a list without filter parameters")
+
+    monkeypatch.setattr(views.MovieFilters, "__init__", refuse)
+    assert ids(anon.get(URL, {"page_size": "100", "format": "json"})) == by_id
+    assert anon.get(URL, {"page": "2", "page_size": "1"}).json()["results"][0]["id"] == by_id[1]
 
 
 # ---- ordering ----------------------------------------------------------------------------------
