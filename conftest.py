@@ -99,6 +99,15 @@ def _fresh_throttle_buckets() -> None:
     settings.THROTTLE_KEY_PREFIX = prefix
 
 
+@pytest.fixture(autouse=True)
+def _fresh_count_estimates() -> None:
+    """Each test's lists ask PostgreSQL for estimates afresh (workers reuse them for ESTIMATE_TTL_SECONDS)."""
+    from movieapi import pagination
+
+    pagination._table_estimates.clear()
+    pagination._planner_estimates.clear()
+
+
 # ---- a live gunicorn ---------------------------------------------------------------------------
 
 

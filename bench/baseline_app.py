@@ -112,6 +112,21 @@ def table_estimate() -> int:
     return _estimate[1]
 
 
+_planner_estimates: dict[tuple[str, str], tuple[float, int]] = {}
+
+
+def planner_estimate(sql: str, params: list[Any]) -> int:
+    """EXPLAIN's row estimate, reused for ESTIMATE_TTL_SECONDS per statement and parameters, as the API does."""
+    key = (sql, repr(params))
+    now = time.monotonic()
+    cached = _planner_estimates.get(key)
+    if cached is not None and now - cached[0] < ESTIMATE_TTL_SECONDS:
+        return cached[1]
+    plan = db().execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()[0]  # type: ignore[index]
+    _planner_estimates[key] = (now, int(plan[0]["Plan"]["Plan Rows"]))
+    return _planner_estimates[key][1]
+
+
 def probe(sql: str, params: list[Any]) -> tuple[Any, ...]:
     """A search probe (two statements: client-side binding, as Django's cursor; the row is in the second result)."""
     cursor = psycopg.ClientCursor(db())
@@ -233,12 +248,7 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
         count, estimated = max(table_estimate(), offset + size + 1), True
     else:
         condition = " AND ".join(where) or "TRUE"
-        plan = (
-            db()
-            .execute(f"EXPLAIN (FORMAT JSON) SELECT movies_movie.id FROM movies_movie WHERE {condition}", params)
-            .fetchone()[0]  # type: ignore[index]
-        )
-        estimate = int(plan[0]["Plan"]["Plan Rows"])
+        estimate = planner_estimate(f"SELECT movies_movie.id FROM movies_movie WHERE {condition}", params)
         count, estimated = max(estimate, offset + size + 1), True
     if known is None and estimated and where and estimate <= EXACT_COUNT_LIMIT:
         count = (

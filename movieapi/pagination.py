@@ -35,6 +35,10 @@ EXACT_COUNT_LIMIT = 1000
 ESTIMATE_TTL_SECONDS = 10.0
 
 _table_estimates: dict[tuple[str, str], tuple[float, int]] = {}
+# The planner's estimates of filtered lists, reused for as long and keyed by the statement and its parameters:
+# every page of one filter asks the same question. Bounded: the oldest half goes when it is full.
+_planner_estimates: dict[tuple[str, str, str], tuple[float, int]] = {}
+PLANNER_ESTIMATES_KEPT = 1024
 
 
 def _positive_int(request: Request, name: str) -> int | None:
@@ -66,12 +70,22 @@ def table_estimate(queryset: QuerySet[Any]) -> int:
 def planner_estimate(queryset: QuerySet[Any]) -> int:
     """The planner's estimate of how many rows the queryset matches (EXPLAIN, nothing is executed)."""
     sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    key = (queryset.db, sql, repr(params))
+    now = time.monotonic()
+    cached = _planner_estimates.get(key)
+    if cached is not None and now - cached[0] < ESTIMATE_TTL_SECONDS:
+        return cached[1]
     with connections[queryset.db].cursor() as cursor:
         cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
         plan = cursor.fetchone()[0]
     if isinstance(plan, str | bytes):
         plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
+    estimate = int(plan[0]["Plan"]["Plan Rows"])
+    if len(_planner_estimates) >= PLANNER_ESTIMATES_KEPT:
+        for old_key in list(_planner_estimates)[: PLANNER_ESTIMATES_KEPT // 2]:  # insertion order: oldest first
+            del _planner_estimates[old_key]
+    _planner_estimates[key] = (now, estimate)
+    return estimate
 
 
 # Set (see `count_by_estimate`) on a queryset whose exact count is never cheap, however few its matches.

@@ -20,7 +20,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from movieapi.pagination import count_by_estimate, known_count
-from movies.models import DB_MAX_YEAR, MAX_GENRES, MAX_RUNTIME, SLUG_RE, CastMember, Genre, Movie, Person
+from movies import selectors
+from movies.models import DB_MAX_YEAR, MAX_GENRES, MAX_RUNTIME, SLUG_RE, CastMember, Movie, Person
 from movies.sql import (
     SEARCH_CANDIDATES,
     SEARCH_PROBE_SQL,
@@ -80,7 +81,7 @@ class GenreSlugsField(forms.Field):
         bad = [slug for slug in slugs if len(slug) > 50 or not _SLUG.fullmatch(slug)]
         if bad:
             raise forms.ValidationError(f"Not a genre slug: {', '.join(map(repr, bad))}.")
-        ids = dict(Genre.objects.filter(slug__in=slugs).values_list("slug", "id"))
+        ids = selectors.genre_ids(slugs=slugs)
         unknown = [slug for slug in slugs if slug not in ids]
         if unknown:
             raise forms.ValidationError(f"Unknown genre(s): {', '.join(unknown)}. See /api/v1/genres/.")

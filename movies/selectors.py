@@ -13,6 +13,7 @@ from movies.models import CastMember, Genre, Movie, Person, Rating
 from movies.sql import (
     CAST_SQL,
     DIRECTORS_SQL,
+    GENRE_IDS_SQL,
     GENRES_SQL,
     MOVIE_BY_ID_SQL,
     MOVIE_VERSION_SQL,
@@ -84,6 +85,13 @@ def person_with_films() -> QuerySet[Person]:
             .order_by("movie__year", "movie_id", "order"),
         ),
     )
+
+
+def genre_ids(*, slugs: list[str]) -> dict[str, int]:
+    """Slug -> id of the genres among these slugs (a filtered movie list asks on every request: prepared)."""
+    with prepared_cursor() as cursor:
+        cursor.execute(GENRE_IDS_SQL, [slugs])
+        return dict(cursor.fetchall())
 
 
 def genre_queryset() -> QuerySet[Genre]:

@@ -85,3 +85,4 @@ def movies_by_id_query_sql(ids_sql: str) -> str:
 
 
 MOVIE_VERSION_SQL = "SELECT version FROM movies_movie WHERE id = %s"
+GENRE_IDS_SQL = "SELECT slug, id FROM movies_genre WHERE slug = ANY(%s)"

@@ -222,6 +222,23 @@ def test_small_lists_have_an_exact_count(anon: APIClient, catalogue: dict[str, M
     assert anon.get(URL, {"page_size": 2, "page": 4}).status_code == 404
 
 
+def test_a_filtered_lists_estimate_is_reused_by_its_pages(
+    anon: APIClient, catalogue: dict[str, Movie], monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+) -> None:
+    monkeypatch.setattr(pagination, "EXACT_COUNT_LIMIT", 2)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE movies_movie")
+    query = {"page_size": 1, "year_min": 1900}
+    first = anon.get(URL, query).json()
+    assert first["count_is_estimate"] is True
+    with django_assert_num_queries(2):  # ids, rows: the estimate is the one page 1 asked for
+        second = anon.get(URL, {**query, "page": 2}).json()
+    assert second["count"] == first["count"]
+    monkeypatch.setattr(pagination, "ESTIMATE_TTL_SECONDS", 0.0)
+    with django_assert_num_queries(3):  # expired: asked again
+        anon.get(URL, {**query, "page": 2})
+
+
 def test_large_lists_get_a_flagged_estimate_and_exact_links(
     anon: APIClient, catalogue: dict[str, Movie], monkeypatch: pytest.MonkeyPatch
 ) -> None:
