@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connections
@@ -51,41 +52,48 @@ def _positive_int(request: Request, name: str) -> int | None:
     return int(raw)
 
 
+def _reused(cache: dict[Any, tuple[float, int]], key: Any, ask: Callable[[], int], *, kept: int | None = None) -> int:
+    """The cached estimate for key if younger than ESTIMATE_TTL_SECONDS, else ask() again and keep its answer
+    (with `kept`, the oldest half of the cache goes first once it holds that many)."""
+    now = time.monotonic()
+    cached = cache.get(key)
+    if cached is not None and now - cached[0] < ESTIMATE_TTL_SECONDS:
+        return cached[1]
+    estimate = ask()
+    if kept is not None and len(cache) >= kept:
+        for old_key in list(cache)[: kept // 2]:  # insertion order: oldest first
+            del cache[old_key]
+    cache[key] = (now, estimate)
+    return estimate
+
+
 def table_estimate(queryset: QuerySet[Any]) -> int:
     """PostgreSQL's row estimate for the queryset's table (-1 if never analysed), cached briefly per worker."""
     table = queryset.model._meta.db_table
-    key = (queryset.db, table)
-    now = time.monotonic()
-    cached = _table_estimates.get(key)
-    if cached is not None and now - cached[0] < ESTIMATE_TTL_SECONDS:
-        return cached[1]
-    with connections[queryset.db].cursor() as cursor:
-        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
-        row = cursor.fetchone()
-    estimate = int(row[0]) if row else -1
-    _table_estimates[key] = (now, estimate)
-    return estimate
+
+    def ask() -> int:
+        with connections[queryset.db].cursor() as cursor:
+            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+            row = cursor.fetchone()
+        return int(row[0]) if row else -1
+
+    return _reused(_table_estimates, (queryset.db, table), ask)
 
 
 def planner_estimate(queryset: QuerySet[Any]) -> int:
-    """The planner's estimate of how many rows the queryset matches (EXPLAIN, nothing is executed)."""
+    """The planner's estimate of how many rows the queryset matches (EXPLAIN, nothing is executed), cached
+    briefly per worker by statement and parameters."""
     sql, params = queryset.order_by().values("pk").query.sql_with_params()
-    key = (queryset.db, sql, repr(params))
-    now = time.monotonic()
-    cached = _planner_estimates.get(key)
-    if cached is not None and now - cached[0] < ESTIMATE_TTL_SECONDS:
-        return cached[1]
-    with connections[queryset.db].cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-        plan = cursor.fetchone()[0]
-    if isinstance(plan, str | bytes):
-        plan = json.loads(plan)
-    estimate = int(plan[0]["Plan"]["Plan Rows"])
-    if len(_planner_estimates) >= PLANNER_ESTIMATES_KEPT:
-        for old_key in list(_planner_estimates)[: PLANNER_ESTIMATES_KEPT // 2]:  # insertion order: oldest first
-            del _planner_estimates[old_key]
-    _planner_estimates[key] = (now, estimate)
-    return estimate
+
+    def ask() -> int:
+        with connections[queryset.db].cursor() as cursor:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0]
+        if isinstance(plan, str | bytes):
+            plan = json.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+    return _reused(_planner_estimates, (queryset.db, sql, repr(params)), ask, kept=PLANNER_ESTIMATES_KEPT)
 
 
 # Set (see `count_by_estimate`) on a queryset whose exact count is never cheap, however few its matches.

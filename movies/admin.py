@@ -22,7 +22,7 @@ from django.utils.functional import cached_property
 from rest_framework.exceptions import NotFound
 
 from movieapi.errors import VersionConflict
-from movies import services
+from movies import selectors, services
 from movies.models import MIN_YEAR, CastMember, Genre, Movie, Person, Rating
 from movies.serializers import max_year
 
@@ -243,7 +243,7 @@ class MovieForm(forms.ModelForm):
         cleaned = super().clean() or {}
         if self.instance.pk:
             opened = cleaned.get("based_on_version")
-            current = Movie.objects.filter(pk=self.instance.pk).values_list("version", flat=True).first()
+            current = selectors.movie_version(movie_id=self.instance.pk)
             if opened is None:
                 raise forms.ValidationError("The form did not say which version it was opened at; reload the page.")
             if current is not None and opened != current:

@@ -21,6 +21,7 @@ from rest_framework.exceptions import AuthenticationFailed, NotFound, Validation
 
 from movieapi.errors import ProblemError, VersionConflict
 from movieapi.postgres.prepared import prepared_cursor
+from movies import selectors
 from movies.models import CastMember, Genre, Movie, Person, Rating
 
 SCALAR_FIELDS = ("title", "year", "runtime", "overview", "imdb_id")
@@ -97,7 +98,7 @@ def movie_update(*, movie_id: int, expected_version: int, data: MovieData) -> in
         with transaction.atomic():
             updated = _conditional_update(movie_id, expected_version, fields)
             if not updated:
-                current = Movie.objects.filter(pk=movie_id).values_list("version", flat=True).first()
+                current = selectors.movie_version(movie_id=movie_id)
                 if current is None:
                     raise NotFound("No such movie: it may have been deleted.")
                 raise VersionConflict(
@@ -147,7 +148,7 @@ def movie_delete(*, movie_id: int, expected_version: int | None = None) -> None:
             movies = movies.filter(version=expected_version)
         deleted, _ = movies.delete()
         if not deleted:
-            current = Movie.objects.filter(pk=movie_id).values_list("version", flat=True).first()
+            current = selectors.movie_version(movie_id=movie_id)
             if current is None:
                 raise NotFound("No such movie.")
             raise VersionConflict(
