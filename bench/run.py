@@ -109,6 +109,8 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 def prepare_database(env: dict[str, str], admin_url: str, bench_url: str) -> None:
     """Create, migrate and fill the bench database unless it already holds exactly MOVIES movies."""
+    # The maintenance database: DATABASE_URL's own database need not exist yet.
+    admin_url = with_db(admin_url, "postgres")
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone()
         if not exists:

@@ -19,6 +19,7 @@ from knox.models import AuthToken, get_token_model
 from knox.settings import CONSTANTS, knox_settings
 from knox.signals import token_expired
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
 
 from movieapi.postgres.prepared import prepared_cursor
 
@@ -30,6 +31,13 @@ class TokenAuthentication(knox_auth.TokenAuthentication):
     row per token the user holds. Here an expired token is still refused (and deleted) when it is used, and
     a user's other expired tokens are deleted when they log in (TokenView), so they cannot pile up.
     """
+
+    def authenticate(self, request: Request) -> tuple[Any, AuthToken] | None:
+        """knox's, after a look at the one header it reads (DRF's helper builds the map of all headers)."""
+        if not request.META.get("HTTP_AUTHORIZATION"):
+            return None
+        authenticated: tuple[Any, AuthToken] | None = super().authenticate(request)
+        return authenticated
 
     def authenticate_credentials(self, token: bytes) -> tuple[Any, AuthToken]:
         """knox's check (the key prefix finds the candidate tokens, the digest must match, an expired token is

@@ -23,7 +23,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 import redis
@@ -251,14 +251,13 @@ class RedisStore(Store):
 
     def _connect(self) -> redis.Redis:
         # One connection per process, not a pool: a sync worker sends one command at a time, and the
-        # pool's bookkeeping cost as much CPU as the command itself. Short timeouts; one immediate retry
-        # on a broken connection (Redis restarted), none on a timeout: a slow Redis must not hold
-        # requests up.
+        # pool's bookkeeping cost as much CPU as the command itself. Short timeouts, and no retry on a
+        # timeout: a slow Redis must not hold requests up (_command retries a broken connection once).
         return redis.Redis.from_url(
             self.url,
             socket_timeout=REDIS_TIMEOUT,
             socket_connect_timeout=REDIS_TIMEOUT,
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
             single_connection_client=True,
         )
@@ -268,17 +267,29 @@ class RedisStore(Store):
         for check in checks:
             args += [check.rate.limit, check.rate.window * 1000]
         try:
-            if self.client is None:
-                self.client = self._connect()
             try:
-                reply = self.client.evalsha(self.sha, len(checks), *args)
+                reply = self._command("EVALSHA", self.sha, len(checks), *args)
             except redis.exceptions.NoScriptError:  # a restarted Redis has forgotten the script
-                self.client.script_load(_REDIS_SCRIPT)
-                reply = self.client.evalsha(self.sha, len(checks), *args)
+                self._command("SCRIPT", "LOAD", _REDIS_SCRIPT)
+                reply = self._command("EVALSHA", self.sha, len(checks), *args)
         except redis.RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
         values = [int(value) for value in reply]
         return values[0] == 1, [(values[2 * i + 1], values[2 * i + 2]) for i in range(len(checks))]
+
+    def _command(self, *args: str | int) -> Any:
+        """One command on the process's connection: sent and read directly, retried once on a new connection if
+        the old one broke (Redis restarted). redis-py's client layer around the connection (its lock, retry
+        wrapper and reply callbacks) cost about as much CPU as the exchange itself, on every request."""
+        if self.client is None:
+            self.client = self._connect()
+        connection = cast("redis.connection.Connection", self.client.connection)  # single_connection_client
+        try:
+            connection.send_command(*args)
+            return connection.read_response()
+        except redis.ConnectionError:  # the connection is already closed; a timeout is not retried
+            connection.send_command(*args)
+            return connection.read_response()
 
 
 PG_TABLE = "movieapi_throttle_counter"

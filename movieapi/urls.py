@@ -5,12 +5,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from movieapi.auth import CurrentTokenView, RegistrationView, TokenView
 from movieapi.health import healthz, readyz
 from movieapi.metrics import metrics
+from movies import urls as movies_urls
 
 api_v1: list[URLPattern | URLResolver] = [
     path("users/", RegistrationView.as_view(), name="user-register"),
     path("tokens/", TokenView.as_view(), name="token"),
     path("tokens/current/", CurrentTokenView.as_view(), name="token-current"),
-    path("", include("movies.urls")),
+    *movies_urls.urlpatterns,  # not include(): one resolver level less on every request
 ]
 
 urlpatterns = [

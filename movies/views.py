@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import orjson
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import QuerySet
@@ -23,7 +22,7 @@ from rest_framework.views import APIView
 from movieapi.errors import PreconditionFailed, PreconditionRequired
 from movieapi.filtersets import CachedFormMixin
 from movieapi.pagination import MoviePagination
-from movieapi.renderers import dumps
+from movieapi.renderers import ORJSONRenderer, dumps
 from movies import selectors, services
 from movies.filters import MovieFilterSet, has_list_parameters, unfiltered
 from movies.models import Genre, Movie, Person
@@ -54,6 +53,14 @@ ETAG_HEADER = {"ETag": OpenApiResponse(description="Strong ETag of this represen
 def representation_etag(body: bytes) -> str:
     """A strong ETag: a digest of the JSON body, so it changes whenever the body does."""
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def rendered_response(body: bytes, status_code: int, headers: dict[str, str]) -> Response:
+    """A DRF Response whose JSON body is already encoded: setting `content` marks it rendered, so DRF's renderer
+    (which would only encode it again) is skipped. Content negotiation has run as for any response."""
+    response = Response(status=status_code, headers={"Content-Type": ORJSONRenderer.media_type, **headers})
+    response.content = body
+    return response
 
 
 def etag_listed(header: str, etag: str) -> bool:
@@ -128,11 +135,9 @@ class MovieViewSet(viewsets.ModelViewSet):
         row = selectors.movie_detail(movie_id=movie_id)
         if row is None:
             raise NotFound("No such movie: it may have been deleted.")
-        # Encoded once: the ETag is the digest of these bytes, and the renderer writes them as they are.
+        # Encoded once, here: the ETag is the digest of these bytes, and they are the body as they are.
         body = dumps(movie_representation(row))
-        return Response(
-            orjson.Fragment(body), status=status_code, headers={"ETag": representation_etag(body), **headers}
-        )
+        return rendered_response(body, status_code, {"ETag": representation_etag(body), **headers})
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         """The FilterSet's work, skipped when the query has only paging parameters (nothing to validate)."""

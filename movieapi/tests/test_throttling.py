@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from django.db import connections
 from django.test import RequestFactory
 from prometheus_client import REGISTRY
@@ -190,6 +191,24 @@ def test_window_resets_after_retry_after(store: Store) -> None:
     assert again is not None
     assert again.allowed
     assert again.states[0].remaining == 1
+
+
+def test_redis_store_recovers_a_dropped_connection_and_a_forgotten_script(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url, unique_prefix())
+    check = Check("anon", "192.0.2.1", Rate(5, 60))
+    first = store.decide([check])
+    assert first is not None
+    assert first.states[0].remaining == 4
+    admin = redis.Redis.from_url(redis_server.url)
+    assert store.client is not None
+    own_id = store.client.client_id()
+    admin.script_flush()  # as after a restart: the script must be loaded again
+    admin.client_kill_filter(_id=str(own_id))  # the store's connection breaks under it
+    second = store.decide([check])  # a new connection, the script loaded again, no error counted
+    assert second is not None
+    assert second.states[0].remaining == 3
+    assert store.client.client_id() != own_id
+    admin.close()
 
 
 def test_unreachable_redis_fails_open_counts_and_backs_off() -> None:

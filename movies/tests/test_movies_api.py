@@ -62,6 +62,7 @@ def test_create_returns_201_location_and_etag(
     }
     response = curator_client.post(URL, payload, format="json")
     assert response.status_code == 201, response.json()
+    assert response["Content-Type"] == "application/json"
     movie = Movie.objects.get(title="Speed")
     assert response["Location"].endswith(f"/api/v1/movies/{movie.pk}/")
     assert response["ETag"]
