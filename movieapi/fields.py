@@ -54,10 +54,14 @@ class StrictSerializerMixin:
     read_only_input: frozenset[str] = frozenset()
     serializer_field_mapping: dict[Any, Any]
 
+    def known_field_names(self) -> set[str]:
+        """The names a client may send."""
+        return set(self.fields)  # type: ignore[attr-defined]
+
     def to_internal_value(self, data: Any) -> Any:
         """Check the keys before DRF validates the values."""
         if isinstance(data, Mapping):
-            known = set(self.fields) | self.read_only_input  # type: ignore[attr-defined]
+            known = self.known_field_names() | self.read_only_input
             unknown = sorted(str(key) for key in data if key not in known)
             if unknown:
                 raise serializers.ValidationError(

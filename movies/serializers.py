@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -213,6 +214,20 @@ class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
         "directors": [],
         "cast": [],
     }
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        """For a partial update, only the fields it sends. DRF skips the others in a partial validation anyway, and
+        copying all nine declared fields with their nested children for every request cost a PATCH of one field
+        more CPU than validating it."""
+        data = getattr(self, "initial_data", None)
+        if self.partial and isinstance(data, Mapping):
+            return {name: copy.deepcopy(field) for name, field in self._declared_fields.items() if name in data}
+        fields: dict[str, serializers.Field[Any, Any, Any, Any]] = super().get_fields()
+        return fields
+
+    def known_field_names(self) -> set[str]:
+        """Every declared field, whichever `get_fields` built."""
+        return set(self._declared_fields)
 
     def validate_year(self, value: int) -> int:
         """Refuse years past this year + 5."""
