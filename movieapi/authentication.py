@@ -19,6 +19,7 @@ from knox.models import AuthToken, get_token_model
 from knox.settings import CONSTANTS, knox_settings
 from knox.signals import token_expired
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 
 from movieapi.postgres.prepared import prepared_cursor
@@ -32,10 +33,14 @@ class TokenAuthentication(knox_auth.TokenAuthentication):
     a user's other expired tokens are deleted when they log in (TokenView), so they cannot pile up.
     """
 
+    _with_permissions = False
+
     def authenticate(self, request: Request) -> tuple[Any, AuthToken] | None:
         """knox's, after a look at the one header it reads (DRF's helper builds the map of all headers)."""
         if not request.META.get("HTTP_AUTHORIZATION"):
             return None
+        # A write asks for the caller's model permissions next (ReadOrModelPermissions): read them with the token.
+        self._with_permissions = request.method not in SAFE_METHODS
         authenticated: tuple[Any, AuthToken] | None = super().authenticate(request)
         return authenticated
 
@@ -47,7 +52,7 @@ class TokenAuthentication(knox_auth.TokenAuthentication):
             digest = hash_token(text)
         except (UnicodeDecodeError, TypeError, ValueError) as exc:
             raise AuthenticationFailed("Invalid token.") from exc
-        for auth_token in _tokens_with_users(text[: CONSTANTS.TOKEN_KEY_LENGTH]):
+        for auth_token in _tokens_with_users(text[: CONSTANTS.TOKEN_KEY_LENGTH], self._with_permissions):
             if self._cleanup_token(auth_token):
                 continue
             if compare_digest(digest, auth_token.digest):
@@ -68,14 +73,18 @@ class TokenAuthentication(knox_auth.TokenAuthentication):
 
 
 @functools.cache
-def _token_query() -> tuple[str, list[str], list[str]]:
-    """The statement reading the tokens with a key prefix joined to their users, and each side's attribute names."""
+def _token_query(with_permissions: bool) -> tuple[str, list[str], list[str]]:
+    """The statement reading the tokens with a key prefix joined to their users (and, with_permissions, each user's
+    permissions as PermissionBackend reads them), and each side's attribute names."""
     token_model, user_model = get_token_model(), get_user_model()
     token_fields, user_fields = token_model._meta.concrete_fields, user_model._meta.concrete_fields
     quote = connection.ops.quote_name
     columns = [f"t.{quote(field.column)}" for field in token_fields] + [
         f"u.{quote(field.column)}" for field in user_fields
     ]
+    if with_permissions:
+        user = f"u.{quote(user_model._meta.pk.column)}"
+        columns.append(f"ARRAY({_PERMISSIONS_SQL % {'superuser': 'u.is_superuser', 'user': user}})")
     user_column = quote(token_model._meta.get_field("user").column)
     sql = (
         f"SELECT {', '.join(columns)} FROM {quote(token_model._meta.db_table)} t "  # noqa: S608 (model metadata only)
@@ -85,16 +94,21 @@ def _token_query() -> tuple[str, list[str], list[str]]:
     return sql, [field.attname for field in token_fields], [field.attname for field in user_fields]
 
 
-def _tokens_with_users(token_key: str) -> list[AuthToken]:
-    """The tokens with this key prefix (normally one), each with its user loaded."""
-    sql, token_names, user_names = _token_query()
+def _tokens_with_users(token_key: str, with_permissions: bool = False) -> list[AuthToken]:
+    """The tokens with this key prefix (normally one), each with its user loaded (and its permissions cached on it,
+    as PermissionBackend would cache them)."""
+    sql, token_names, user_names = _token_query(with_permissions)
     with prepared_cursor() as cursor:
         cursor.execute(sql, [token_key])
         rows = cursor.fetchall()
     tokens = []
+    user_start = len(token_names)
+    user_end = user_start + len(user_names)
     for row in rows:
-        auth_token = get_token_model().from_db(DEFAULT_DB_ALIAS, token_names, row[: len(token_names)])
-        auth_token.user = get_user_model().from_db(DEFAULT_DB_ALIAS, user_names, row[len(token_names) :])
+        auth_token = get_token_model().from_db(DEFAULT_DB_ALIAS, token_names, row[:user_start])
+        auth_token.user = user = get_user_model().from_db(DEFAULT_DB_ALIAS, user_names, row[user_start:user_end])
+        if with_permissions:
+            user._perm_cache = set(row[user_end]) if user.is_active else set()  # type: ignore[attr-defined]
         tokens.append(auth_token)
     return tokens
 

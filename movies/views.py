@@ -12,7 +12,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status, viewsets
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -171,21 +171,20 @@ class MovieViewSet(viewsets.ModelViewSet):
         """PUT or PATCH based on `version` or If-Match: 428 without either, 409 / 412 when stale."""
         movie_id = _movie_id(kwargs)
         data = request.data
-        if_match = request.headers.get("If-Match")
+        if_match = request.META.get("HTTP_IF_MATCH")
         if if_match is None and "version" not in data:
             raise PreconditionRequired()
-        version = selectors.movie_version(movie_id=movie_id)
-        if version is None:
-            raise NotFound("No such movie.")
         serializer = MovieWriteSerializer(
-            Movie(pk=movie_id, version=version),
-            data=data,
-            partial=kwargs.get("partial", False),
-            context=self.get_serializer_context(),
+            Movie(pk=movie_id), data=data, partial=kwargs.get("partial", False), context=self.get_serializer_context()
         )
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            # A missing movie is 404 whatever was sent. Only a refused body pays for this read: a valid write
+            # learns it from its conditional UPDATE, which answers 404 or 409 when it changes nothing.
+            if selectors.movie_version(movie_id=movie_id) is None:
+                raise NotFound("No such movie.")
+            raise ValidationError(serializer.errors)
         if if_match is None:
-            serializer.save()  # the version in the body: movie_update checks it in its own transaction
+            serializer.save()  # the version in the body: movie_update's conditional UPDATE checks it
         else:
             with transaction.atomic():
                 serializer.context["expected_version"] = self._check_if_match(movie_id, if_match)

@@ -146,8 +146,19 @@ def test_if_match_stale_etag_is_412(curator_client: APIClient, movie: Movie) -> 
     assert (movie.title, movie.version) == ("first", 2)
 
 
-def test_write_to_missing_movie_is_404(curator_client: APIClient, db: None) -> None:
-    response = curator_client.patch(f"{URL}999999/", {"title": "X", "version": 1}, format="json")
+@pytest.mark.parametrize(
+    ("method", "body", "headers"),
+    [
+        ("patch", {"title": "X", "version": 1}, {}),
+        ("patch", {"title": "", "year": "soon", "version": 1}, {}),  # refused body: still 404, the movie is missing
+        ("put", {"title": "X", "year": 2000, "version": 1}, {}),
+        ("patch", {"title": "X"}, {"HTTP_IF_MATCH": '"any"'}),
+    ],
+)
+def test_write_to_missing_movie_is_404(
+    curator_client: APIClient, db: None, method: str, body: dict[str, object], headers: dict[str, str]
+) -> None:
+    response = getattr(curator_client, method)(f"{URL}999999/", body, format="json", **headers)
     assert response.status_code == 404
     assert response.json()["status"] == 404
 

@@ -143,8 +143,9 @@ def test_inactive_users_token_is_401(curator: User) -> None:
 def test_permission_backend_answers_as_djangos_model_backend(curator: User) -> None:
     from django.contrib.auth.backends import ModelBackend
     from django.contrib.auth.models import AnonymousUser, Group, Permission
+    from knox.settings import CONSTANTS
 
-    from movieapi.authentication import PermissionBackend
+    from movieapi.authentication import PermissionBackend, _tokens_with_users
 
     plain = User.objects.create_user("plain", password="x-long-enough-1")
     direct = User.objects.create_user("direct", password="x-long-enough-1")
@@ -160,5 +161,10 @@ def test_permission_backend_answers_as_djangos_model_backend(curator: User) -> N
         ours = PermissionBackend().get_all_permissions(User.objects.get(pk=user.pk) if user.pk else user)
         djangos = ModelBackend().get_all_permissions(User.objects.get(pk=user.pk) if user.pk else user)
         assert ours == djangos, user
+        if user.pk:  # a write's token statement reads the same set, cached on the user it loads
+            _, key = AuthToken.objects.create(user=user)
+            (with_token,) = _tokens_with_users(key[: CONSTANTS.TOKEN_KEY_LENGTH], with_permissions=True)
+            assert PermissionBackend().get_all_permissions(with_token.user) == djangos, user
+            assert with_token.user._perm_cache == djangos, user
     assert "movies.change_movie" in PermissionBackend().get_all_permissions(curator)
     assert PermissionBackend().get_all_permissions(curator, obj=object()) == set()
