@@ -387,7 +387,7 @@ class MovieAdmin(FastListMixin, admin.ModelAdmin):
         if change:
             form.instance.version = services.movie_update(
                 movie_id=form.instance.pk, expected_version=cleaned["based_on_version"], data=data
-            )
+            ).version
         else:
             movie = services.movie_create(data=data)
             for name in ("id", "version", "created_at", "updated_at"):

@@ -183,6 +183,8 @@ class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
     """
 
     read_only_input = frozenset({"id", "rating", "created_at", "updated_at"})
+    # After `save()` of an update: the movie's representation row when the write read it (services.MovieWritten).
+    written_row: tuple[Any, ...] | None = None
 
     title = StrictCharField(min_length=1, max_length=500)
     year = StrictIntegerField(min_value=MIN_YEAR)
@@ -283,7 +285,9 @@ class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
         expected = validated_data.pop("version", None)
         if expected is None:
             expected = self.context["expected_version"]
-        instance.version = services.movie_update(movie_id=instance.pk, expected_version=expected, data=validated_data)  # type: ignore[arg-type]
+        written = services.movie_update(movie_id=instance.pk, expected_version=expected, data=validated_data)  # type: ignore[arg-type]
+        instance.version = written.version
+        self.written_row = written.row
         return instance
 
 

@@ -23,6 +23,7 @@ from rest_framework.exceptions import AuthenticationFailed, NotFound, Validation
 from movieapi.errors import ProblemError, VersionConflict
 from movieapi.postgres.prepared import prepared_cursor
 from movies import selectors
+from movies import sql as sql_texts
 from movies.models import CastMember, Genre, Movie, Person, Rating
 
 SCALAR_FIELDS = ("title", "year", "runtime", "overview", "imdb_id")
@@ -87,8 +88,17 @@ def movie_create(*, data: MovieData) -> Movie:
     return movie
 
 
-def movie_update(*, movie_id: int, expected_version: int, data: MovieData) -> int:
-    """Apply data to the movie if it is still at expected_version; return the new version.
+@dataclass(frozen=True)
+class MovieWritten:
+    """What a versioned write left: the new version, and the movie's representation row (`sql.MOVIE_COLUMNS`) when
+    the write's own statement could read it (a write of the row alone; None when relations changed too)."""
+
+    version: int
+    row: tuple[Any, ...] | None = None
+
+
+def movie_update(*, movie_id: int, expected_version: int, data: MovieData) -> MovieWritten:
+    """Apply data to the movie if it is still at expected_version.
 
     The check and the write are one conditional UPDATE (`WHERE version = expected`), so of
     any number of concurrent writes based on the same version exactly one succeeds; the
@@ -97,10 +107,11 @@ def movie_update(*, movie_id: int, expected_version: int, data: MovieData) -> in
     fields: dict[str, Any] = {name: data[name] for name in SCALAR_FIELDS if name in data}  # type: ignore[literal-required]
     relations = data.keys() & {"genres", "directors", "cast"}
     # The row and its relation lists change in one transaction; a write of the row alone is one statement,
-    # atomic by itself, so it runs without one (BEGIN and COMMIT were two of a PATCH's round trips).
+    # atomic by itself, so it runs without one (BEGIN and COMMIT were two of a PATCH's round trips), and the
+    # same statement reads the movie's new representation (the relations it reads are the ones it leaves).
     try:
         with transaction.atomic() if relations else contextlib.nullcontext():
-            updated = _conditional_update(movie_id, expected_version, fields)
+            updated, row = _conditional_update(movie_id, expected_version, fields, represent=not relations)
             if not updated:
                 current = selectors.movie_version(movie_id=movie_id)
                 if current is None:
@@ -114,7 +125,7 @@ def movie_update(*, movie_id: int, expected_version: int, data: MovieData) -> in
                 _write_relations(Movie.objects.only("id").get(pk=movie_id), data)
     except IntegrityError as exc:
         raise _imdb_id_taken(exc) from exc
-    return expected_version + 1
+    return MovieWritten(version=expected_version + 1, row=row)
 
 
 def _movie_field(name: str) -> Field[Any, Any]:
@@ -132,13 +143,21 @@ def _conditional_update_sql(names: tuple[str, ...]) -> str:
     return f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE id = %s AND version = %s"  # noqa: S608 (model metadata only)
 
 
-def _conditional_update(movie_id: int, expected_version: int, fields: dict[str, Any]) -> int:
-    """The versioned write as one prepared statement (a curator's PATCH sends it on every request): rows changed."""
+def _conditional_update(
+    movie_id: int, expected_version: int, fields: dict[str, Any], *, represent: bool
+) -> tuple[bool, tuple[Any, ...] | None]:
+    """The versioned write as one prepared statement (a curator's PATCH sends it on every request): whether it
+    changed the movie, and (represent) the movie's representation row after it."""
     names = tuple(sorted(fields))
     values = [_movie_field(name).get_db_prep_save(fields[name], connection) for name in names]
+    sql = _conditional_update_sql(names)
     with prepared_cursor() as cursor:
-        cursor.execute(_conditional_update_sql(names), [*values, movie_id, expected_version])
-        return int(cursor.rowcount)
+        if not represent:
+            cursor.execute(sql, [*values, movie_id, expected_version])
+            return cursor.rowcount > 0, None
+        cursor.execute(sql_texts.represented_update_sql(sql), [*values, movie_id, expected_version])
+        row: tuple[Any, ...] | None = cursor.fetchone()
+        return row is not None, row
 
 
 def movie_delete(*, movie_id: int, expected_version: int | None = None) -> None:

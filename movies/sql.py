@@ -85,4 +85,19 @@ def movies_by_id_query_sql(ids_sql: str) -> str:
 
 
 MOVIE_VERSION_SQL = "SELECT version FROM movies_movie WHERE id = %s"
+# The columns MOVIE_COLUMNS reads from the movie's own row.
+MOVIE_ROW_COLUMNS = (
+    "id, title, year, runtime, overview, imdb_id, rating_average, rating_count, version, created_at, updated_at"
+)
+
+
+def represented_update_sql(update_sql: str) -> str:
+    """An UPDATE of one movie row that answers with the movie's representation row (MOVIE_COLUMNS) as it is after
+    the update, or no row if it changed nothing. The relations are read as they are when the statement starts."""
+    return (
+        f"WITH updated AS ({update_sql} RETURNING {MOVIE_ROW_COLUMNS}) "  # noqa: S608 (SQL from model metadata)
+        f"SELECT {MOVIE_COLUMNS} FROM updated AS movies_movie"
+    )
+
+
 GENRE_IDS_SQL = "SELECT slug, id FROM movies_genre WHERE slug = ANY(%s)"

@@ -131,8 +131,11 @@ class MovieViewSet(viewsets.ModelViewSet):
             return MovieWriteSerializer
         return MovieSerializer
 
-    def _represent(self, movie_id: int, status_code: int = status.HTTP_200_OK, **headers: str) -> Response:
-        row = selectors.movie_detail(movie_id=movie_id)
+    def _represent(
+        self, movie_id: int, status_code: int = status.HTTP_200_OK, row: tuple[Any, ...] | None = None, **headers: str
+    ) -> Response:
+        """The movie's representation (row: one already read, e.g. by the write itself) with its ETag."""
+        row = row or selectors.movie_detail(movie_id=movie_id)
         if row is None:
             raise NotFound("No such movie: it may have been deleted.")
         # Encoded once, here: the ETag is the digest of these bytes, and they are the body as they are.
@@ -189,7 +192,7 @@ class MovieViewSet(viewsets.ModelViewSet):
             with transaction.atomic():
                 serializer.context["expected_version"] = self._check_if_match(movie_id, if_match)
                 serializer.save()
-        return self._represent(movie_id)
+        return self._represent(movie_id, row=serializer.written_row)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Delete a movie; If-Match or `version` make it conditional."""

@@ -226,7 +226,7 @@ def test_a_write_landing_between_the_form_check_and_the_save_is_not_overwritten(
     real_update = services.movie_update
     raced: list[bool] = []
 
-    def update_after_a_rival(**kwargs: Any) -> int:
+    def update_after_a_rival(**kwargs: Any) -> services.MovieWritten:
         if not raced:
             raced.append(True)
             with psycopg.connect(live_database_url(), autocommit=True) as rival:
