@@ -37,6 +37,36 @@ class BodySizeLimitMiddleware:
         return self.get_response(request)
 
 
+# ---- what a DRF request leaves behind ----------------------------------------------------------
+
+
+class ReleaseViewMiddleware:
+    """Cut the reference cycles a DRF view leaves, once its response is rendered, so that reference counting frees
+    the request, the view, the response and its data at once instead of the cycle collector, later.
+
+    A ViewSet keeps bound methods of itself as attributes (`get` -> `retrieve`), the request's parser context holds
+    the view, and the response's renderer context holds the view and the request: each request was one cyclic
+    garbage graph (about 230 objects for a list page). Collecting those cost ~170 us of a list request's CPU, and
+    every so often a full collection held a worker for ~60 ms (the p99 of whatever request it fell on). Nothing
+    reads these links after rendering, which Django does before the response leaves the middleware below this one.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        context = getattr(response, "renderer_context", None)
+        if context:
+            view, drf_request = context.get("view"), context.get("request")
+            if drf_request is not None:
+                drf_request.parser_context = None
+            for method in getattr(view, "action_map", None) or ():
+                view.__dict__.pop(method, None)
+            response.renderer_context = None  # type: ignore[attr-defined]
+        return response
+
+
 # ---- request ids and access logs --------------------------------------------------------------
 
 REQUEST_ID_HEADER = "X-Request-ID"

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every response (even a refused one) carries X-Request-ID, and probes skip host checks.
     "movieapi.middleware.RequestIdMiddleware",
+    "movieapi.middleware.ReleaseViewMiddleware",
     "movieapi.health.ProbeMiddleware",
     "movieapi.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import secrets
@@ -13,12 +14,14 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client, RequestFactory
+from django.test.client import ClientHandler
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from conftest import ROOT, LiveServer
 from movieapi.tests.test_faults import call
+from movies.models import Movie
 from movies.tests.factories import MovieFactory
 
 
@@ -74,6 +77,29 @@ def test_probes_answer_for_any_host_and_without_https_redirect(db: None, client:
     assert client.get("/healthz", HTTP_HOST="10.0.0.7:8000").status_code == 200
     assert client.get("/api/v1/movies/", HTTP_HOST="10.0.0.7:8000").status_code == 400  # only probes skip the check
     assert client.get("/api/v1/movies/", HTTP_HOST="api.example.com").status_code == 301
+
+
+@pytest.mark.parametrize("path", ["/api/v1/movies/", "/api/v1/movies/?page_size=5&page=2", "/api/v1/movies/{id}/"])
+def test_a_request_leaves_no_reference_cycles(db: None, path: str) -> None:
+    # ReleaseViewMiddleware: the request, the view, the response and its data are freed by reference counting.
+    movie: Movie = MovieFactory.create()
+    MovieFactory.create_batch(9)
+    handler = ClientHandler()  # Django's handler as the test client drives it (connections stay the test's)
+    environ = RequestFactory().get(path.format(id=movie.pk)).environ
+
+    def serve() -> int:
+        response = handler(dict(environ))
+        b"".join(response)
+        return int(response.status_code)
+
+    assert serve() == 200  # the first request also fills per-process caches
+    gc.collect()
+    gc.disable()
+    try:
+        assert serve() == 200
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 def test_request_id_is_kept_or_made_and_returned(db: None, anon: APIClient) -> None:
