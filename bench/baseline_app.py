@@ -128,10 +128,12 @@ def planner_estimate(sql: str, params: list[Any]) -> int:
 
 
 def probe(sql: str, params: list[Any]) -> tuple[Any, ...]:
-    """A search probe (two statements: client-side binding, as Django's cursor; the row is in the second result)."""
+    """A search probe (its SET LOCALs, then the query: client-side binding, as Django's cursor; the row is in the
+    last result)."""
     cursor = psycopg.ClientCursor(db())
     cursor.execute(sql, params)
-    cursor.nextset()
+    while cursor.nextset():
+        pass
     row = cursor.fetchone()
     assert row is not None
     return tuple(row)

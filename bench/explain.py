@@ -31,13 +31,16 @@ def main(paths: list[str]) -> None:
         for query in captured.captured_queries:
             sql = query["sql"]
             print(f"\n-- {sql}\n")
-            setting = ""
-            if sql.startswith("SET LOCAL "):  # a search probe's plan setting (movies/sql.py): keep it for the plan
+            settings = []
+            while sql.startswith(
+                "SET LOCAL "
+            ):  # a search probe's plan settings (movies/sql.py): keep them for the plan
                 setting, sql = sql.split(";\n", 1)
+                settings.append(setting)
             if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
                 continue
             with transaction.atomic(), connection.cursor() as cursor:
-                if setting:
+                for setting in settings:
                     cursor.execute(setting)
                 cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql)
                 for (line,) in cursor.fetchall():

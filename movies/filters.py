@@ -327,7 +327,8 @@ def _probe(template: str, sources: dict[str, QuerySet[Movie, Any]], params: list
         source_params += these
     with connections[next(iter(sources.values())).db].cursor() as cursor:
         cursor.execute(template.format(**sql, tsquery=SEARCH_TSQUERY_SQL), [*source_params, *params])
-        cursor.nextset()  # past the SET LOCAL
+        while cursor.nextset():  # past the SET LOCALs: the probe's row is the last result
+            pass
         row = cursor.fetchone()
     assert row is not None
     return tuple([] if value is None else value for value in row)
