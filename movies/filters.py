@@ -24,10 +24,13 @@ from movies import selectors
 from movies.models import DB_MAX_YEAR, MAX_GENRES, MAX_RUNTIME, SLUG_RE, CastMember, Movie, Person
 from movies.sql import (
     SEARCH_CANDIDATES,
+    SEARCH_MATCHES_SQL,
     SEARCH_PROBE_SQL,
+    SEARCH_TITLE_MATCHES_SQL,
     SEARCH_TSQUERY_SQL,
     TITLE_MATCH_SQL,
     TITLE_SEARCH_CONFIG,
+    TYPO_MATCHES_SQL,
     TYPO_PROBE_SQL,
 )
 
@@ -280,9 +283,15 @@ def search_movies(queryset: QuerySet[Movie], text: str, *, ranked: bool = True) 
     matches = queryset.filter(search_vector=query)
     # Movies whose title words match (the probe checks that the whole query matches them too).
     title_matches = queryset.filter(RawSQL(TITLE_MATCH_SQL, (text, text), output_field=BooleanField()))  # noqa: S611 (constant SQL; the text is a parameter)
+    whole_catalogue = _unfiltered(queryset)
     searchable, candidates = _probe(
         SEARCH_PROBE_SQL,
-        {"title_matches_sql": title_matches.values("pk", "search_vector"), "matches_sql": matches.values("pk")},
+        {
+            "title_matches_sql": (SEARCH_TITLE_MATCHES_SQL, [text, text])
+            if whole_catalogue
+            else title_matches.values("pk", "search_vector"),
+            "matches_sql": (SEARCH_MATCHES_SQL, [text, text]) if whole_catalogue else matches.values("pk"),
+        },
         [text, text, SEARCH_CANDIDATES + 1, text, text, SEARCH_CANDIDATES + 1],
     )
     if not searchable:
@@ -308,24 +317,33 @@ def search_movies(queryset: QuerySet[Movie], text: str, *, ranked: bool = True) 
     order = [F("search_rank").desc(), F("rating_count").desc(), F("id").asc()]
     if not ranked:
         return SearchResult(typos.annotate(search_rank=similarity), order, typo=True)
-    (candidates,) = _probe(TYPO_PROBE_SQL, {"matches_sql": typos.values("pk")}, [SEARCH_CANDIDATES + 1])
+    typo_source = (TYPO_MATCHES_SQL, [text]) if whole_catalogue else typos.values("pk")
+    (candidates,) = _probe(TYPO_PROBE_SQL, {"matches_sql": typo_source}, [SEARCH_CANDIDATES + 1])
     found = queryset.filter(_id_in(candidates[:SEARCH_CANDIDATES])).annotate(search_rank=similarity)
     more = len(candidates) > SEARCH_CANDIDATES
     return SearchResult(found, order, count=min(len(candidates), SEARCH_CANDIDATES), count_is_estimate=more)
 
 
-def _probe(template: str, sources: dict[str, QuerySet[Movie, Any]], params: list[Any]) -> tuple[Any, ...]:
+def _unfiltered(queryset: QuerySet[Movie]) -> bool:
+    """True for the whole catalogue: no filter, annotation or extra on the queryset."""
+    query = queryset.query
+    return not query.where and not query.annotations and not query.extra
+
+
+def _probe(
+    template: str, sources: dict[str, QuerySet[Movie, Any] | tuple[str, list[Any]]], params: list[Any]
+) -> tuple[Any, ...]:
     """Run a probe template (movies/sql.py) around its sources' ids; candidate lists come back as lists ([] if none).
 
-    `sources` (`values()` querysets) fill the template's placeholders in the order they appear in it; `params`
-    follow theirs.
+    `sources` (`values()` querysets, or SQL with its parameters) fill the template's placeholders in the order
+    they appear in it; `params` follow theirs.
     """
     sql: dict[str, str] = {}
     source_params: list[Any] = []
     for name, source in sources.items():
-        sql[name], these = source.order_by().query.sql_with_params()
+        sql[name], these = source if isinstance(source, tuple) else source.order_by().query.sql_with_params()
         source_params += these
-    with connections[next(iter(sources.values())).db].cursor() as cursor:
+    with connections[Movie.objects.db].cursor() as cursor:
         cursor.execute(template.format(**sql, tsquery=SEARCH_TSQUERY_SQL), [*source_params, *params])
         while cursor.nextset():  # past the SET LOCALs: the probe's row is the last result
             pass

@@ -54,6 +54,18 @@ searchable AS (SELECT querytree({tsquery}) NOT IN ('', 'T') AS ok)
 SELECT ok, CASE WHEN ok THEN ARRAY(SELECT pk FROM titles) || ARRAY(
     SELECT pk FROM matches WHERE pk NOT IN (SELECT pk FROM titles) LIMIT %s - (SELECT count(*) FROM titles)
 ) END FROM searchable"""
+# The probes' sources when the search covers the whole catalogue (no other filter), as the ORM writes them for the
+# unfiltered queryset: written once here instead of built and compiled on every search. Parameters: the query text
+# twice for each of the first two, once for the third.
+SEARCH_TITLE_MATCHES_SQL = (
+    "SELECT movies_movie.id AS pk, movies_movie.search_vector AS search_vector "  # noqa: S608 (constant)
+    f"FROM movies_movie WHERE {TITLE_MATCH_SQL}"
+)
+SEARCH_MATCHES_SQL = (
+    "SELECT movies_movie.id AS pk FROM movies_movie "  # noqa: S608 (constant)
+    f"WHERE movies_movie.search_vector @@ {SEARCH_TSQUERY_SQL}"
+)
+TYPO_MATCHES_SQL = "SELECT movies_movie.id AS pk FROM movies_movie WHERE movies_movie.title %%> %s"
 # The typo probe: ids of the first SEARCH_CANDIDATES + 1 trigram matches (same MATERIALIZED reason as above).
 # Only the trigram GIN index can find them; but pg_trgm overestimates how many titles match a short word (19,087
 # for `matrx`, from the sampled statistics), and once VACUUM has marked the table all-visible the planner then

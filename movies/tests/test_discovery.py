@@ -198,6 +198,28 @@ def test_search_handles_any_language_and_syntax(anon: APIClient, catalogue: dict
     assert response.status_code == 200, response.json()
 
 
+@pytest.mark.parametrize(
+    "text", ["matrix", "the matrix", "hunting detectives", "matrx", "Брат", "matrix -heat", "her", "zzzqqq"]
+)
+@pytest.mark.parametrize("ranked", [True, False])
+def test_search_over_the_whole_catalogue_answers_as_the_orm_path(
+    catalogue: dict[str, Movie], text: str, ranked: bool
+) -> None:
+    # An unfiltered search sends the probes' sources as constant SQL (movies/sql.py); a filter that keeps every
+    # movie sends them as the ORM compiles them. Same matches, order and counts.
+    def outcome(queryset: Any) -> tuple[Any, ...]:
+        result = filters.search_movies(queryset, text, ranked=ranked)
+        found = list(result.queryset.order_by(*result.order, "pk").values_list("pk", flat=True))
+        return found, result.count, result.count_is_estimate, result.typo
+
+    assert filters._unfiltered(Movie.objects.all())
+    assert not filters._unfiltered(Movie.objects.filter(year__gte=0))
+    whole = outcome(Movie.objects.all())
+    assert whole == outcome(Movie.objects.filter(year__gte=0))
+    if text in {"matrix", "the matrix", "matrx", "Брат"}:
+        assert catalogue["brat" if text == "Брат" else "matrix"].pk in whole[0]
+
+
 def test_search_finds_titles_in_other_scripts(anon: APIClient, catalogue: dict[str, Movie]) -> None:
     assert ids(anon.get(URL, {"search": "Брат"}))[:1] == pk(catalogue, "brat")
     assert ids(anon.get(URL, {"search": "千と千尋の神隠し"}))[:1] == pk(catalogue, "spirited")
