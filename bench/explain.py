@@ -31,10 +31,8 @@ def main(paths: list[str]) -> None:
         for query in captured.captured_queries:
             sql = query["sql"]
             print(f"\n-- {sql}\n")
-            settings = []
-            while sql.startswith(
-                "SET LOCAL "
-            ):  # a search probe's plan settings (movies/sql.py): keep them for the plan
+            settings = []  # a search probe's plan settings (movies/sql.py): kept for the plan
+            while sql.startswith("SET LOCAL "):
                 setting, sql = sql.split(";\n", 1)
                 settings.append(setting)
             if not sql.lstrip().upper().startswith(("SELECT", "WITH")):

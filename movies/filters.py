@@ -281,18 +281,22 @@ def search_movies(queryset: QuerySet[Movie], text: str, *, ranked: bool = True) 
     )
     similarity = TrigramWordSimilarity(text, "title")
     matches = queryset.filter(search_vector=query)
-    # Movies whose title words match (the probe checks that the whole query matches them too).
-    title_matches = queryset.filter(RawSQL(TITLE_MATCH_SQL, (text, text), output_field=BooleanField()))  # noqa: S611 (constant SQL; the text is a parameter)
-    whole_catalogue = _unfiltered(queryset)
+    whole_catalogue = selectors.whole_catalogue(queryset)
+    sources: dict[str, QuerySet[Movie, Any] | tuple[str, list[Any]]]
+    if whole_catalogue:  # the sources' SQL is constant: nothing to build or compile
+        sources = {
+            "title_matches_sql": (SEARCH_TITLE_MATCHES_SQL, [text, text]),
+            "matches_sql": (SEARCH_MATCHES_SQL, [text, text]),
+        }
+    else:
+        # Movies whose title words match (the probe checks that the whole query matches them too).
+        title_matches = queryset.filter(RawSQL(TITLE_MATCH_SQL, (text, text), output_field=BooleanField()))  # noqa: S611 (constant SQL; the text is a parameter)
+        sources = {
+            "title_matches_sql": title_matches.values("pk", "search_vector"),
+            "matches_sql": matches.values("pk"),
+        }
     searchable, candidates = _probe(
-        SEARCH_PROBE_SQL,
-        {
-            "title_matches_sql": (SEARCH_TITLE_MATCHES_SQL, [text, text])
-            if whole_catalogue
-            else title_matches.values("pk", "search_vector"),
-            "matches_sql": (SEARCH_MATCHES_SQL, [text, text]) if whole_catalogue else matches.values("pk"),
-        },
-        [text, text, SEARCH_CANDIDATES + 1, text, text, SEARCH_CANDIDATES + 1],
+        SEARCH_PROBE_SQL, sources, [text, text, SEARCH_CANDIDATES + 1, text, text, SEARCH_CANDIDATES + 1]
     )
     if not searchable:
         # Only stop words ("her", "it") or negations: the index has nothing to look up; the exact title may exist.
@@ -322,12 +326,6 @@ def search_movies(queryset: QuerySet[Movie], text: str, *, ranked: bool = True) 
     found = queryset.filter(_id_in(candidates[:SEARCH_CANDIDATES])).annotate(search_rank=similarity)
     more = len(candidates) > SEARCH_CANDIDATES
     return SearchResult(found, order, count=min(len(candidates), SEARCH_CANDIDATES), count_is_estimate=more)
-
-
-def _unfiltered(queryset: QuerySet[Movie]) -> bool:
-    """True for the whole catalogue: no filter, annotation or extra on the queryset."""
-    query = queryset.query
-    return not query.where and not query.annotations and not query.extra
 
 
 def _probe(

@@ -47,6 +47,12 @@ def movie_version(*, movie_id: int) -> int | None:
     return None if row is None else int(row[0])
 
 
+def whole_catalogue(queryset: QuerySet[Movie]) -> bool:
+    """True if the queryset is every movie: no filter, annotation or extra (its ordering aside)."""
+    query = queryset.query
+    return not query.where and not query.annotations and not query.extra
+
+
 def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[tuple[Any, ...]]:
     """Representation rows of movies offset..offset+limit of the ordered (filtered, searched) queryset.
 
@@ -56,7 +62,7 @@ def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[tuple
     inside: its text depends only on the ordering, and each ordering has its index, whatever the page.
     """
     ids_query = queryset.values_list("pk", flat=True)
-    if not queryset.query.where and not queryset.query.annotations and not queryset.query.extra:
+    if whole_catalogue(queryset):
         sql, params = ids_query.query.sql_with_params()
         with prepared_cursor(queryset.db) as cursor:
             cursor.execute(movies_by_id_query_sql(sql + " LIMIT %s OFFSET %s"), [*params, limit, offset])

@@ -135,7 +135,8 @@ class MovieViewSet(viewsets.ModelViewSet):
         self, movie_id: int, status_code: int = status.HTTP_200_OK, row: tuple[Any, ...] | None = None, **headers: str
     ) -> Response:
         """The movie's representation (row: one already read, e.g. by the write itself) with its ETag."""
-        row = row or selectors.movie_detail(movie_id=movie_id)
+        if row is None:
+            row = selectors.movie_detail(movie_id=movie_id)
         if row is None:
             raise NotFound("No such movie: it may have been deleted.")
         # Encoded once, here: the ETag is the digest of these bytes, and they are the body as they are.
