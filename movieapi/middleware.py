@@ -8,6 +8,9 @@ import re
 import time
 from collections.abc import Callable
 
+from corsheaders import middleware as cors_middleware
+from corsheaders.conf import conf as cors_conf
+from corsheaders.signals import check_request_enabled
 from django.conf import settings
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.messages import middleware as messages_middleware
@@ -35,6 +38,25 @@ class BodySizeLimitMiddleware:
             )
             return HttpResponse(dumps(body), status=413, content_type=PROBLEM_CONTENT_TYPE)
         return self.get_response(request)
+
+
+class CorsMiddleware(cors_middleware.CorsMiddleware):
+    """django-cors-headers' middleware, idle while no origin may call cross-origin (CORS_ALLOWED_ORIGINS unset).
+
+    Without origins it adds nothing but `Vary: Origin`, which only matters when an Origin changes the answer; and
+    reading the Origin header builds Django's map of all request headers, on every request."""
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (
+            cors_conf.CORS_ALLOWED_ORIGINS
+            or cors_conf.CORS_ALLOWED_ORIGIN_REGEXES
+            or cors_conf.CORS_ALLOW_ALL_ORIGINS
+            or check_request_enabled.has_listeners()
+        ):
+            response: HttpResponse = super().__call__(request)  # type: ignore[assignment]
+            return response
+        passed: HttpResponse = self.get_response(request)  # type: ignore[assignment]
+        return passed
 
 
 # ---- what a DRF request leaves behind ----------------------------------------------------------

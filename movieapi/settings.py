@@ -81,7 +81,7 @@ MIDDLEWARE = [
     "movieapi.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
+    "movieapi.middleware.CorsMiddleware",
     "movieapi.middleware.BodySizeLimitMiddleware",
     # Sessions, the session user and messages serve the admin; the API (under /api/) skips them.
     "movieapi.middleware.SessionMiddleware",

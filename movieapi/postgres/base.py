@@ -1,4 +1,5 @@
-"""Django's PostgreSQL backend, whose per-request health check costs no round trip while the connection is quiet.
+"""Django's PostgreSQL backend, with a per-request health check that costs no round trip while the connection is
+quiet, and timestamps parsed by psycopg's C loader (TimestamptzLoader below).
 
 With CONN_HEALTH_CHECKS, Django sends `SELECT 1` before the first query of every request: a whole round trip,
 and on a movie detail about a sixth of the request's cost (measured with wrk against gunicorn). Between requests
@@ -11,14 +12,55 @@ and Django opens a new one, as before. The check after a database error is Djang
 
 from __future__ import annotations
 
+import datetime
+import functools
 import select
 from typing import Any
 
+import psycopg
 from django.db.backends.postgresql import base
-from psycopg import pq
+from psycopg import adapt, pq
+from psycopg.postgres import types
+
+
+class TimestamptzLoader(adapt.Loader):
+    """Django's timestamptz loader (the value in the session's time zone, stamped with Django's), parsing with
+    psycopg's own loader: its C implementation when psycopg runs on it (about 0.5 us a value, where Django's loader
+    parses with a regular expression in Python, about 5 us; a list page of 20 movies holds 40 timestamps).
+
+    Same values as Django's: Django sets the session's time zone to its own, and both stamp the result with it."""
+
+    timezone: datetime.tzinfo | None = None  # Django's create_cursor compares it with the connection's
+
+    def __init__(self, oid: int, context: adapt.AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        self._parse = psycopg.adapters.get_loader(oid, pq.Format.TEXT)(oid, context).load  # type: ignore[misc]
+
+    def load(self, data: Any) -> datetime.datetime:
+        """The timestamp, stamped with Django's time zone (None: naive) as Django's loader does."""
+        value: datetime.datetime = self._parse(data)
+        return value.replace(tzinfo=self.timezone)
+
+
+@functools.lru_cache
+def _adapters(template: adapt.AdaptersMap, zone: datetime.tzinfo | None) -> adapt.AdaptersMap:
+    """Django's adapters for connections, with our timestamptz loader for Django's time zone."""
+
+    class ZoneTimestamptzLoader(TimestamptzLoader):
+        timezone = zone
+
+    adapters = adapt.AdaptersMap(template)
+    adapters.register_loader(types["timestamptz"].oid, ZoneTimestamptzLoader)
+    return adapters
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def get_connection_params(self) -> dict[str, Any]:
+        """Django's, with the faster timestamptz loader in the connection's adapters."""
+        params: dict[str, Any] = super().get_connection_params()
+        params["context"] = _adapters(params["context"], self.timezone)
+        return params
+
     def close_if_health_check_failed(self) -> None:
         """Pass the check without a round trip when the connection is idle and its socket quiet."""
         state: Any = self  # django-stubs do not declare these attributes

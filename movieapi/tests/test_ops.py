@@ -127,6 +127,13 @@ def test_cors_allows_listed_origins_and_exposes_concurrency_and_limit_headers(
     exposed = {h.strip().lower() for h in response["Access-Control-Expose-Headers"].split(",")}
     assert {"etag", "ratelimit", "ratelimit-policy", "retry-after"} <= exposed
     assert "Access-Control-Allow-Origin" not in client.get("/api/v1/movies/", HTTP_ORIGIN="https://evil.example.com")
+    assert "origin" in response["Vary"].lower()
+    # With no origin allowed, CORS stays out of the answers altogether (movieapi.middleware.CorsMiddleware).
+    settings.CORS_ALLOWED_ORIGINS = []
+    closed = client.get("/api/v1/movies/", HTTP_ORIGIN="https://app.example.com")
+    assert closed.status_code == 200
+    assert "Access-Control-Allow-Origin" not in closed
+    assert "origin" not in closed.get("Vary", "").lower()
 
 
 def test_admin_is_for_staff_only(db: None, client: Client, user: User, staff: User) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import psycopg
 import pytest
 from django.db import NotSupportedError, connection
+from django.db.backends.postgresql.psycopg_any import register_tzloader
+from psycopg.postgres import types
 from django.http import Http404
 from rest_framework import serializers
 from rest_framework.exceptions import NotAcceptable
@@ -24,6 +27,7 @@ from movies.tests.factories import CastMemberFactory, GenreFactory, MovieFactory
 from movies.views import representation_etag
 
 URL = "/api/v1/movies/"
+TIMESTAMPTZ_OID = types["timestamptz"].oid
 
 
 @pytest.fixture
@@ -134,6 +138,35 @@ def test_health_check_asks_the_server_only_when_the_connection_is_not_quiet(monk
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != backend
     assert asked == [False]
+
+
+TIMESTAMPS = [
+    "2020-01-01 10:00:00+00",
+    "2020-01-01 10:00:00.5+05",
+    "1999-12-31 23:59:59.999999-08",
+    "0001-01-01 00:00:00+00",
+    "2038-01-19 03:14:08.000001+13:45",
+]
+
+
+@pytest.mark.django_db
+def test_timestamps_load_as_djangos_loader_loads_them() -> None:
+    """The C-backed loader (movieapi.postgres.base) gives what Django's own timestamptz loader gives."""
+    values = ", ".join(f"'{text}'::timestamptz" for text in TIMESTAMPS) + ", NULL::timestamptz"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {values}")
+        ours = cursor.fetchone()
+    with other_connection() as plain:
+        plain.execute("SET TIME ZONE 'UTC'")  # what Django does to its own connections
+        register_tzloader(connection.timezone, plain)
+        djangos = plain.execute(f"SELECT {values}").fetchone()
+    assert ours == djangos
+    assert all(value.tzinfo is datetime.UTC for value in ours[:-1])
+    assert ours[1] == datetime.datetime(2020, 1, 1, 5, 0, 0, 500000, tzinfo=datetime.UTC)
+    loader = connection.connection.adapters.get_loader(TIMESTAMPTZ_OID, psycopg.pq.Format.TEXT)
+    assert loader.timezone is connection.timezone  # Django's create_cursor keeps the connection's loader
+    if psycopg.pq.__impl__ in {"c", "binary"}:
+        assert type(loader(TIMESTAMPTZ_OID, connection.connection)._parse.__self__).__module__.startswith("psycopg_")
 
 
 def other_connection() -> psycopg.Connection[Any]:
