@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from django.db.backends.postgresql import base
 from psycopg import adapt, pq
+from psycopg.abc import AdaptContext
 from psycopg.postgres import types
 
 
@@ -32,7 +33,7 @@ class TimestamptzLoader(adapt.Loader):
 
     timezone: datetime.tzinfo | None = None  # Django's create_cursor compares it with the connection's
 
-    def __init__(self, oid: int, context: adapt.AdaptContext | None = None) -> None:
+    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
         super().__init__(oid, context)
         self._parse = psycopg.adapters.get_loader(oid, pq.Format.TEXT)(oid, context).load  # type: ignore[misc]
 
