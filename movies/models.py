@@ -43,7 +43,7 @@ class Genre(models.Model):
 
 class Person(models.Model):
     name = models.CharField(max_length=300)
-    imdb_id = models.CharField(max_length=16, unique=True, null=True, blank=True)
+    imdb_id = models.CharField(max_length=16, null=True, blank=True)  # unique: Meta.constraints
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -53,6 +53,9 @@ class Person(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(name=""), name="person_name_not_empty"),
             models.CheckConstraint(condition=Q(imdb_id__regex=IMDB_NAME_RE), name="person_imdb_id_format"),
+            # A constraint rather than unique=True, which would add a second index (varchar_pattern_ops, for LIKE)
+            # that no query uses and every insert and non-HOT update writes.
+            models.UniqueConstraint(fields=["imdb_id"], name="person_imdb_id_unique"),
         ]
         indexes = [
             models.Index(fields=["name", "id"], name="person_name_id"),
@@ -68,7 +71,7 @@ class Movie(models.Model):
     year = models.SmallIntegerField()
     runtime = models.IntegerField(null=True, blank=True, help_text="Minutes")
     overview = models.TextField(blank=True, default="")
-    imdb_id = models.CharField(max_length=16, unique=True, null=True, blank=True)
+    imdb_id = models.CharField(max_length=16, null=True, blank=True)  # unique: Meta.constraints
     genres = models.ManyToManyField(Genre, related_name="movies", blank=True)
     directors = models.ManyToManyField(Person, related_name="directed_movies", blank=True)
     version = models.PositiveIntegerField(default=1, editable=False)
@@ -109,6 +112,7 @@ class Movie(models.Model):
                 name="movie_runtime_range",
             ),
             models.CheckConstraint(condition=Q(imdb_id__regex=IMDB_TITLE_RE), name="movie_imdb_id_format"),
+            models.UniqueConstraint(fields=["imdb_id"], name="movie_imdb_id_unique"),  # as Person's
             models.CheckConstraint(condition=Q(version__gte=1), name="movie_version_positive"),
             models.CheckConstraint(
                 condition=Q(rating_sum__gte=F("rating_count")) & Q(rating_sum__lte=F("rating_count") * 10),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import IntegrityError, connection, transaction
 from rest_framework.test import APIClient
 
 from movies.models import Genre, Movie, Person
@@ -177,6 +178,25 @@ def test_imdb_id_must_be_unique(curator_client: APIClient, movie: Movie) -> None
     response = curator_client.post(URL, {"title": "Copy", "year": 2000, "imdb_id": movie.imdb_id}, format="json")
     assert response.status_code == 400
     assert "imdb_id" in response.json()["errors"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("model", "imdb_id"), [(Movie, "tt0133093"), (Person, "nm0000206")])
+def test_the_database_keeps_imdb_ids_unique_with_one_index(model: type[Movie | Person], imdb_id: str) -> None:
+    """A unique constraint without Django's extra LIKE index (migration 0007), enforced when Python is bypassed."""
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s", [table, "%imdb_id%"]
+        )
+        assert [row[0] for row in cursor.fetchall()] == [
+            f"CREATE UNIQUE INDEX {table.split('_')[1]}_imdb_id_unique ON public.{table} USING btree (imdb_id)"
+        ]
+    fields = {"title": "One", "year": 2000} if model is Movie else {"name": "One"}
+    model.objects.create(imdb_id=imdb_id, **fields)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        model.objects.bulk_create([model(imdb_id=imdb_id, **fields)])
+    model.objects.bulk_create([model(imdb_id=None, **fields), model(imdb_id=None, **fields)])  # NULLs may repeat
 
 
 @pytest.mark.parametrize(
