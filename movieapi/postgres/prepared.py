@@ -49,22 +49,37 @@ def prepared_cursor(alias: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
     statement again: a movie's statement (three correlated subqueries) costs more to plan than to run. This one
     prepares each statement on the connection once and then only binds and runs it (settings:
     DB_PREPARED_STATEMENTS). For constant SQL texts only: psycopg keeps 100 prepared statements per connection.
+
+    The psycopg cursor under it is the connection's one prepared cursor, kept open across requests: a new cursor
+    copies the connection's adapters map, and psycopg keeps a cursor's loaders and dumpers while it runs the same
+    statement again (a movie detail, request after request). Its last result stays in memory until the next one.
     """
     connection = connections[alias]
     # What `connection.cursor()` does, with our cursor class instead of the client-side one.
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
-    with connection.wrap_database_errors:
-        raw: Any = _PreparingCursor(connection.connection)  # django-stubs type this argument as a CursorWrapper
+    raw: Any = _raw_cursor(connection)  # django-stubs type make_cursor's argument as a CursorWrapper
     cursor = _PreparedDebugCursor(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
-    with cursor:
-        try:
-            yield cursor
-        except NotSupportedError as exc:
-            # A prepared statement outlives schema changes: once a column it returns changes type, PostgreSQL
-            # refuses it ("cached plan must not change result type") for the rest of the session. Replace the
-            # connection when this request ends (not now: the request may be inside a transaction).
-            if isinstance(exc.__cause__, psycopg.errors.FeatureNotSupported):
-                connection.close_at = time.monotonic()
-            raise
+    try:
+        yield cursor
+    except NotSupportedError as exc:
+        # A prepared statement outlives schema changes: once a column it returns changes type, PostgreSQL
+        # refuses it ("cached plan must not change result type") for the rest of the session. Replace the
+        # connection when this request ends (not now: the request may be inside a transaction).
+        if isinstance(exc.__cause__, psycopg.errors.FeatureNotSupported):
+            connection.close_at = time.monotonic()
+        raise
+
+
+_CURSOR_ATTR = "_movieapi_prepared_cursor"
+
+
+def _raw_cursor(connection: Any) -> _PreparingCursor:
+    """The open connection's prepared cursor, made on first use (again after Django replaced the connection)."""
+    raw: _PreparingCursor | None = getattr(connection, _CURSOR_ATTR, None)
+    if raw is None or raw.closed or raw.connection is not connection.connection:
+        with connection.wrap_database_errors:
+            raw = _PreparingCursor(connection.connection)
+        setattr(connection, _CURSOR_ATTR, raw)
+    return raw

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from django.db import NotSupportedError, connection
 from django.db.backends.postgresql.psycopg_any import register_tzloader
-from psycopg.postgres import types
 from django.http import Http404
+from psycopg.postgres import types
 from rest_framework import serializers
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
 from movieapi.negotiation import ContentNegotiation
+from movieapi.postgres.prepared import prepared_cursor
 from movieapi.renderers import ORJSONRenderer, dumps
 from movies import selectors
 from movies.models import Movie
@@ -138,6 +139,25 @@ def test_health_check_asks_the_server_only_when_the_connection_is_not_quiet(monk
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != backend
     assert asked == [False]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_prepared_cursor_lives_as_long_as_its_connection() -> None:
+    with prepared_cursor() as first:
+        first.execute(MOVIE_BY_ID_SQL, [1])
+        assert first.fetchone() is None
+        raw = first.cursor
+    with prepared_cursor() as second:
+        second.execute("SELECT %s::int + 1", [1])
+        assert second.fetchone() == (2,)
+        assert second.cursor is raw
+        assert not raw.closed
+    connection.close()  # Django replaces the connection (CONN_MAX_AGE, a failed health check): a new cursor with it
+    with prepared_cursor() as third:
+        third.execute("SELECT 3")
+        assert third.fetchone() == (3,)
+        assert third.cursor is not raw
+        assert third.cursor.connection is connection.connection
 
 
 TIMESTAMPS = [
