@@ -52,7 +52,8 @@ def prepared_cursor(alias: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
 
     The psycopg cursor under it is the connection's one prepared cursor, kept open across requests: a new cursor
     copies the connection's adapters map, and psycopg keeps a cursor's loaders and dumpers while it runs the same
-    statement again (a movie detail, request after request). Its last result stays in memory until the next one.
+    statement again (a movie detail, request after request). Its last result stays in memory until the next one,
+    and two uses share it: fetch what a statement returned before running the next (every caller does).
     """
     connection = connections[alias]
     # What `connection.cursor()` does, with our cursor class instead of the client-side one.
