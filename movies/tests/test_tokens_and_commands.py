@@ -121,7 +121,16 @@ def test_expired_token_is_deleted_when_used_and_others_when_logging_in(curator: 
 
 
 @pytest.mark.parametrize(
-    "header", ["Bearer abc", "Bearer " + "x" * 200, "Bearer \u00e9t\u00e9", "Bearer 0123456789abcdef0123456789abcdef"]
+    "header",
+    [
+        "Bearer abc",
+        "Bearer " + "x" * 200,
+        "Bearer \u00e9t\u00e9",
+        "Bearer 0123456789abcdef0123456789abcdef",
+        "Bearer",  # no credentials
+        "bearer   ",
+        "Bearer abc def",  # spaces in the token
+    ],
 )
 def test_unknown_or_malformed_tokens_are_401(header: str) -> None:
     client = APIClient()
@@ -129,6 +138,23 @@ def test_unknown_or_malformed_tokens_are_401(header: str) -> None:
     response = client.get("/api/v1/movies/")
     assert response.status_code == 401
     assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Token abc", "   "])
+def test_other_schemes_are_not_ours_and_leave_the_caller_anonymous(db: None, header: str) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    assert client.get("/api/v1/movies/").status_code == 200  # a read, anonymous
+    refused = client.get("/api/v1/me/ratings/")
+    assert refused.status_code == 401
+    assert refused["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_good_token_in_any_case_of_the_scheme_authenticates(curator: User) -> None:
+    _, token = AuthToken.objects.create(user=curator)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"bEARER {token}")
+    assert client.get("/api/v1/me/ratings/").status_code == 200
 
 
 def test_inactive_users_token_is_401(curator: User) -> None:
