@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -53,6 +54,25 @@ def _route_text(route: str) -> str:
     return "/" + _REGEX_GROUP.sub(r"{\1}", route.replace("^", "").replace("$", ""))
 
 
+# A client may send any token as the method (answered 405): those share one label, so that nobody can grow
+# the label set, i.e. every worker's metric files, without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+
+
+def method_label(request: HttpRequest) -> str:
+    """The request's method, or "other" for a method the API never serves."""
+    method = request.method or ""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+@functools.lru_cache(maxsize=2048)
+def _series(method: str, route: str, status: str) -> tuple[Any, Any]:
+    """The request counter's and the latency histogram's series for these labels, looked up once per process:
+    prometheus_client's labels() checks the values and takes a lock on every call."""
+    return REQUESTS.labels(method, route, status), LATENCY.labels(method, route, status)
+
+
 class MetricsMiddleware:
     """Count and time every request by route and status."""
 
@@ -62,9 +82,9 @@ class MetricsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
-        labels = (request.method or "", route_label(request), str(response.status_code))
-        REQUESTS.labels(*labels).inc()
-        LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        requests, latency = _series(method_label(request), route_label(request), str(response.status_code))
+        requests.inc()
+        latency.observe(time.perf_counter() - started)
         return response
 
 

@@ -20,6 +20,7 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from conftest import ROOT, LiveServer
+from movieapi import metrics
 from movieapi.tests.test_faults import call
 from movies.models import Movie
 from movies.tests.factories import MovieFactory
@@ -156,6 +157,21 @@ def metric_value(text: str, name: str, **labels: str) -> float:
         if all(f'{key}="{val}"' in head for key, val in labels.items()):
             total += float(value)
     return total
+
+
+def test_requests_are_counted_by_a_bounded_method_label(db: None, client: Client) -> None:
+    """Any token a client sends as the method is counted as "other" (answered 405), never as a label of its own."""
+    for method in ("GET", "BREW", "PROPFIND"):
+        response = client.generic(method, "/api/v1/movies/")
+        assert response.status_code == (200 if method == "GET" else 405)
+    counted = {
+        sample.labels["method"]
+        for metric in metrics.REQUESTS.collect()
+        for sample in metric.samples
+        if sample.labels.get("route") == "/api/v1/movies/"
+    }
+    assert {"GET", "other"} <= counted
+    assert counted <= metrics.KNOWN_METHODS | {metrics.OTHER_METHOD}
 
 
 @pytest.mark.live
