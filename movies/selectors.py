@@ -53,14 +53,32 @@ def whole_catalogue(queryset: QuerySet[Movie]) -> bool:
     return not query.where and not query.annotations and not query.extra
 
 
+# Set (see `with_page_ids_sql`) on a queryset whose ids, in its order, a constant statement gives.
+_PAGE_IDS_SQL = "_movieapi_page_ids_sql"
+
+
+def with_page_ids_sql(queryset: QuerySet[Movie], sql: str, params: list[Any]) -> QuerySet[Movie]:
+    """Mark the queryset with constant SQL (and its parameters) that gives its ids in its order, unlimited, so that
+    `movie_page` sends that as one prepared statement instead of compiling the queryset (a ranked search over the
+    whole catalogue). The mark is on this queryset object: pass it to the paginator as it is."""
+    setattr(queryset, _PAGE_IDS_SQL, (sql, params))
+    return queryset
+
+
 def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[tuple[Any, ...]]:
     """Representation rows of movies offset..offset+limit of the ordered (filtered, searched) queryset.
 
     The ids come from the queryset (an index-only scan for the plain orderings), the rows from one prepared
     statement by id, in the ids' order: the filters run once, and the heavy statement is never re-planned.
     An unfiltered list (the catalogue in one of its orderings) is one prepared statement with the ids' query
-    inside: its text depends only on the ordering, and each ordering has its index, whatever the page.
+    inside: its text depends only on the ordering, and each ordering has its index, whatever the page. So is a
+    queryset marked by `with_page_ids_sql`, with the marked statement inside.
     """
+    page_ids: tuple[str, list[Any]] | None = getattr(queryset, _PAGE_IDS_SQL, None)
+    if page_ids is not None:
+        with prepared_cursor(queryset.db) as cursor:
+            cursor.execute(movies_by_id_query_sql(page_ids[0] + " LIMIT %s OFFSET %s"), [*page_ids[1], limit, offset])
+            return cursor.fetchall()
     ids_query = queryset.values_list("pk", flat=True)
     if whole_catalogue(queryset):
         sql, params = ids_query.query.sql_with_params()

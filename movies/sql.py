@@ -77,6 +77,19 @@ SET LOCAL enable_indexscan = off;
 SET LOCAL enable_indexonlyscan = off;
 WITH matches AS MATERIALIZED ({matches_sql}) SELECT ARRAY(SELECT pk FROM matches LIMIT %s)"""
 
+# A ranked search's ids among its candidates, best first, when it covers the whole catalogue: what the ORM compiles
+# for `search_movies`' ranking, written once (parameters: the candidate ids, then the query text four times; the
+# typo's: the ids, then the text). Unlimited here: `selectors.movie_page` adds the page's LIMIT and OFFSET.
+SEARCH_RANKED_IDS_SQL = (
+    "SELECT movies_movie.id FROM movies_movie WHERE movies_movie.id = ANY(%s::bigint[]) ORDER BY "  # noqa: S608 (constant)
+    f"ts_rank(movies_movie.search_vector, {SEARCH_TSQUERY_SQL}) + word_similarity(%s, movies_movie.title) "
+    "+ similarity(movies_movie.title, %s) DESC, movies_movie.id ASC"
+)
+TYPO_RANKED_IDS_SQL = (
+    "SELECT movies_movie.id FROM movies_movie WHERE movies_movie.id = ANY(%s::bigint[]) "
+    "ORDER BY word_similarity(%s, movies_movie.title) DESC, movies_movie.rating_count DESC, movies_movie.id ASC"
+)
+
 # A movie's representation as one row, in the order `serializers.movie_representation` reads it: its columns, then
 # genre slugs, directors' and cast's JSON, then the rating and bookkeeping columns.
 MOVIE_COLUMNS = (

@@ -220,6 +220,22 @@ def test_search_over_the_whole_catalogue_answers_as_the_orm_path(
         assert catalogue["brat" if text == "Брат" else "matrix"].pk in whole[0]
 
 
+@pytest.mark.parametrize("text", ["matrix", "the matrix", "hunting detectives", "matrx", "Брат", "matrix -heat", "a"])
+def test_a_ranked_search_pages_by_constant_sql_in_the_orm_order(catalogue: dict[str, Movie], text: str) -> None:
+    # Over the whole catalogue the ranked ids come from SEARCH_RANKED_IDS_SQL / TYPO_RANKED_IDS_SQL (one prepared
+    # statement with the page's rows), not from the compiled queryset: same ids, same order, any page.
+    MovieFactory.create(title="The Matrix Matrix", overview="matrix")  # ties and near-ties in rank
+    result = filters.search_movies(Movie.objects.all(), text)
+    expected = list(result.queryset.order_by(*result.order).values_list("pk", flat=True))
+    assert (result.page_ids is not None) == bool(expected)
+    if result.page_ids is None:
+        return
+    marked = selectors.with_page_ids_sql(result.queryset.order_by(*result.order), *result.page_ids)
+    assert [row[0] for row in selectors.movie_page(marked, 0, 100)] == expected
+    assert [row[0] for row in selectors.movie_page(marked, 1, 2)] == expected[1:3]
+    assert selectors.movie_page(marked, len(expected), 5) == []
+
+
 def test_search_finds_titles_in_other_scripts(anon: APIClient, catalogue: dict[str, Movie]) -> None:
     assert ids(anon.get(URL, {"search": "Брат"}))[:1] == pk(catalogue, "brat")
     assert ids(anon.get(URL, {"search": "千と千尋の神隠し"}))[:1] == pk(catalogue, "spirited")
