@@ -80,10 +80,23 @@ def table_estimate(queryset: QuerySet[Any]) -> int:
     return _reused(_table_estimates, (queryset.db, table), ask)
 
 
+# Set (see `with_ids_sql`) on a queryset whose ids' statement was compiled already.
+_IDS_SQL = "_ids_sql"
+
+
+def with_ids_sql(queryset: QuerySet[Any], sql: str, params: Any) -> QuerySet[Any]:
+    """Mark the queryset with the compiled statement of its ids (ordered or not, unlimited), for
+    `planner_estimate` to explain instead of compiling the queryset again: an ORDER BY changes the plan, not
+    its row estimate. The mark is on this queryset object."""
+    setattr(queryset, _IDS_SQL, (sql, params))
+    return queryset
+
+
 def planner_estimate(queryset: QuerySet[Any]) -> int:
     """The planner's estimate of how many rows the queryset matches (EXPLAIN, nothing is executed), cached
     briefly per worker by statement and parameters."""
-    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    compiled: tuple[str, Any] | None = getattr(queryset, _IDS_SQL, None)
+    sql, params = compiled or queryset.order_by().values("pk").query.sql_with_params()
 
     def ask() -> int:
         with connections[queryset.db].cursor() as cursor:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
+from django.db import connections
 from django.db.models import CharField, Prefetch, QuerySet, TextField
 from django.db.models.expressions import RawSQL
 
+from movieapi.pagination import with_ids_sql
 from movieapi.postgres.prepared import prepared_cursor
 from movies.models import CastMember, Genre, Movie, Person, Rating
 from movies.sql import (
@@ -85,7 +87,12 @@ def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[tuple
         with prepared_cursor(queryset.db) as cursor:
             cursor.execute(movies_by_id_query_sql(sql + " LIMIT %s OFFSET %s"), [*params, limit, offset])
             return cursor.fetchall()
-    ids = list(ids_query[offset : offset + limit])
+    # Compiled once: the paginator's count estimate (EXPLAIN of the same statement) reuses it.
+    sql, params = ids_query.query.sql_with_params()
+    with_ids_sql(queryset, sql, params)
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql + " LIMIT %s OFFSET %s", [*params, limit, offset])
+        ids = [row[0] for row in cursor.fetchall()]
     if not ids:
         return []
     with prepared_cursor(queryset.db) as cursor:

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework import serializers
 from rest_framework.test import APIClient
 
@@ -247,6 +248,21 @@ def test_search_with_explicit_ordering_and_filters(anon: APIClient, catalogue: d
 
 
 # ---- pagination --------------------------------------------------------------------------------
+
+
+def test_a_filtered_page_compiles_its_ids_once_for_the_page_and_the_estimate(
+    anon: APIClient, catalogue: dict[str, Movie], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pagination, "_planner_estimates", {})
+    monkeypatch.setattr(pagination, "EXACT_COUNT_LIMIT", 1)  # so that the count is the planner's estimate
+    with CaptureQueriesContext(connection) as queries:
+        body = anon.get(URL, {"year_min": "1900", "ordering": "-year", "page_size": "2"}).json()
+    assert body["count_is_estimate"] is True
+    assert len(body["results"]) == 2
+    statements = [query["sql"] for query in queries.captured_queries]
+    (explained,) = [sql for sql in statements if sql.startswith("EXPLAIN")]
+    (ids,) = [sql for sql in statements if sql.startswith('SELECT "movies_movie"."id"') and "LIMIT 3 OFFSET 0" in sql]
+    assert explained == "EXPLAIN (FORMAT JSON) " + ids.removesuffix(" LIMIT 3 OFFSET 0")
 
 
 def test_small_lists_have_an_exact_count(anon: APIClient, catalogue: dict[str, Movie]) -> None:
