@@ -160,6 +160,7 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
             where.append(f"movies_movie.year {op} %s")
             params.append(int(query[name][0]))
     known: tuple[int, bool] | None = None  # a count the search probe told (as in movies/filters.py)
+    page_ids: list[int] | None = None  # the page's ids when the search ranked them already (a typo)
     if "search" in query:
         text = query["search"][0].strip()
         ranked = "ordering" not in query
@@ -197,20 +198,35 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
             known = (min(len(candidates), SEARCH_CANDIDATES), len(candidates) > SEARCH_CANDIDATES)
         else:
             typo_sql = " AND ".join([*where, "movies_movie.title %%> %s"])
-            (candidates,) = probe(
-                TYPO_PROBE_SQL.format(matches_sql=f"SELECT movies_movie.id AS pk FROM movies_movie WHERE {typo_sql}"),
-                [*params, text, SEARCH_CANDIDATES + 1],
+            matches_sql = (
+                "SELECT movies_movie.id AS pk, movies_movie.title, movies_movie.rating_count "
+                f"FROM movies_movie WHERE {typo_sql}"
+            )
+            # The probe ranks its candidates (as movies/filters.py): a ranked page is a slice of its answer.
+            ranked_ids, read = probe(
+                TYPO_PROBE_SQL.format(matches_sql=matches_sql),
+                [*params, text, SEARCH_CANDIDATES + 1, SEARCH_CANDIDATES, text],
             )
             where.append("movies_movie.id = ANY(%s)")
-            params.append(candidates[:SEARCH_CANDIDATES])
-            rank_sql, rank_params = "word_similarity(%s, movies_movie.title)", [text]
-            order = f"{rank_sql} DESC, movies_movie.rating_count DESC, movies_movie.id ASC"
-            known = (min(len(candidates), SEARCH_CANDIDATES), len(candidates) > SEARCH_CANDIDATES)
+            params.append(ranked_ids or [])
+            if ranked:
+                page_ids = (ranked_ids or [])[offset : offset + size + 1]
+            known = (min(read, SEARCH_CANDIDATES), read > SEARCH_CANDIDATES)
         if not ranked:
             rank_sql, rank_params = "", []
             order = ORDERING[query["ordering"][0]]
     order_params = rank_params if "ordering" not in query and rank_sql else []
-    if not where:
+    if page_ids is not None:
+        rows = (
+            db()
+            .execute(
+                f"SELECT {COLUMNS} FROM unnest(%s::bigint[]) WITH ORDINALITY AS page(id, n) "
+                "JOIN movies_movie ON movies_movie.id = page.id ORDER BY page.n",
+                [page_ids],
+            )
+            .fetchall()
+        )
+    elif not where:
         rows = (
             db()
             .execute(

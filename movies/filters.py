@@ -23,6 +23,7 @@ from movieapi.pagination import count_by_estimate, known_count
 from movies import selectors
 from movies.models import DB_MAX_YEAR, MAX_GENRES, MAX_RUNTIME, SLUG_RE, CastMember, Movie, Person
 from movies.sql import (
+    IDS_IN_ORDER_SQL,
     SEARCH_CANDIDATES,
     SEARCH_MATCHES_SQL,
     SEARCH_PROBE_SQL,
@@ -33,7 +34,6 @@ from movies.sql import (
     TITLE_SEARCH_CONFIG,
     TYPO_MATCHES_SQL,
     TYPO_PROBE_SQL,
-    TYPO_RANKED_IDS_SQL,
 )
 
 _SLUG = re.compile(SLUG_RE)
@@ -330,13 +330,18 @@ def search_movies(queryset: QuerySet[Movie], text: str, *, ranked: bool = True) 
     order = [F("search_rank").desc(), F("rating_count").desc(), F("id").asc()]
     if not ranked:
         return SearchResult(typos.annotate(search_rank=similarity), order, typo=True)
-    typo_source = (TYPO_MATCHES_SQL, [text]) if whole_catalogue else typos.values("pk")
-    (candidates,) = _probe(TYPO_PROBE_SQL, {"matches_sql": typo_source}, [SEARCH_CANDIDATES + 1])
-    found = queryset.filter(_id_in(candidates[:SEARCH_CANDIDATES])).annotate(search_rank=similarity)
-    more = len(candidates) > SEARCH_CANDIDATES
-    page_ids = (TYPO_RANKED_IDS_SQL, [int_array(candidates[:SEARCH_CANDIDATES]), text]) if whole_catalogue else None
+    typo_source = (TYPO_MATCHES_SQL, [text]) if whole_catalogue else typos.values("pk", "title", "rating_count")
+    # The probe ranks its candidates itself: the page is a slice of its answer, whatever the filters.
+    ranked_ids, read = _probe(
+        TYPO_PROBE_SQL, {"matches_sql": typo_source}, [SEARCH_CANDIDATES + 1, SEARCH_CANDIDATES, text]
+    )
+    found = queryset.filter(_id_in(ranked_ids)).annotate(search_rank=similarity)
     return SearchResult(
-        found, order, count=min(len(candidates), SEARCH_CANDIDATES), count_is_estimate=more, page_ids=page_ids
+        found,
+        order,
+        count=min(read, SEARCH_CANDIDATES),
+        count_is_estimate=read > SEARCH_CANDIDATES,
+        page_ids=(IDS_IN_ORDER_SQL, [int_array(ranked_ids)]),
     )
 
 

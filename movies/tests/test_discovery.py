@@ -223,7 +223,7 @@ def test_search_over_the_whole_catalogue_answers_as_the_orm_path(
 
 @pytest.mark.parametrize("text", ["matrix", "the matrix", "hunting detectives", "matrx", "Брат", "matrix -heat", "a"])
 def test_a_ranked_search_pages_by_constant_sql_in_the_orm_order(catalogue: dict[str, Movie], text: str) -> None:
-    # Over the whole catalogue the ranked ids come from SEARCH_RANKED_IDS_SQL / TYPO_RANKED_IDS_SQL (one prepared
+    # Over the whole catalogue the ranked ids come from SEARCH_RANKED_IDS_SQL, a typo's from its probe (one prepared
     # statement with the page's rows), not from the compiled queryset: same ids, same order, any page.
     MovieFactory.create(title="The Matrix Matrix", overview="matrix")  # ties and near-ties in rank
     result = filters.search_movies(Movie.objects.all(), text)
