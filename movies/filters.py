@@ -263,7 +263,8 @@ class SearchResult:
     count_is_estimate: bool = False
     # Trigram matches: never counted exactly (see count_by_estimate).
     typo: bool = False
-    # The ranked ids as constant SQL with its parameters (a search of the whole catalogue, best first).
+    # The ranked ids as SQL with its parameters, best first, when no compiled queryset is needed for them (a full-text
+    # search of the whole catalogue, any typo search: its probe ranked them).
     page_ids: tuple[str, list[Any]] | None = None
 
 

@@ -61,8 +61,8 @@ _PAGE_IDS_SQL = "_movieapi_page_ids_sql"
 
 def with_page_ids_sql(queryset: QuerySet[Movie], sql: str, params: list[Any]) -> QuerySet[Movie]:
     """Mark the queryset with constant SQL (and its parameters) that gives its ids in its order, unlimited, so that
-    `movie_page` sends that as one prepared statement instead of compiling the queryset (a ranked search over the
-    whole catalogue). The mark is on this queryset object: pass it to the paginator as it is."""
+    `movie_page` sends that as one prepared statement instead of compiling the queryset (a ranked search). The mark
+    is on this queryset object: pass it to the paginator as it is."""
     setattr(queryset, _PAGE_IDS_SQL, (sql, params))
     return queryset
 
