@@ -208,9 +208,9 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
                 [*params, text, SEARCH_CANDIDATES + 1, SEARCH_CANDIDATES, text],
             )
             where.append("movies_movie.id = ANY(%s)")
-            params.append(ranked_ids or [])
+            params.append(ranked_ids)
             if ranked:
-                page_ids = (ranked_ids or [])[offset : offset + size + 1]
+                page_ids = ranked_ids[offset : offset + size + 1]
             known = (min(read, SEARCH_CANDIDATES), read > SEARCH_CANDIDATES)
         if not ranked:
             rank_sql, rank_params = "", []

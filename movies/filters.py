@@ -227,7 +227,7 @@ class MovieFilterSet(django_filters.FilterSet):
             order = [_order_by(key) for key in keys]
             order.append(F("id").desc() if keys[-1].startswith("-") else F("id").asc())
         queryset = queryset.order_by(*order) if order else unfiltered(queryset)
-        if result is not None and result.page_ids is not None and not keys:
+        if result is not None and result.page_ids is not None:  # only a ranked search (no `ordering`) has them
             selectors.with_page_ids_sql(queryset, *result.page_ids)
         if result is not None and result.count is not None:
             return known_count(queryset, result.count, is_estimate=result.count_is_estimate)

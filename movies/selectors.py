@@ -76,20 +76,13 @@ def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[tuple
     inside: its text depends only on the ordering, and each ordering has its index, whatever the page. So is a
     queryset marked by `with_page_ids_sql`, with the marked statement inside.
     """
-    page_ids: tuple[str, list[Any]] | None = getattr(queryset, _PAGE_IDS_SQL, None)
-    if page_ids is not None:
-        with prepared_cursor(queryset.db) as cursor:
-            cursor.execute(movies_by_id_query_sql(page_ids[0] + " LIMIT %s OFFSET %s"), [*page_ids[1], limit, offset])
-            return cursor.fetchall()
-    ids_query = queryset.values_list("pk", flat=True)
-    if whole_catalogue(queryset):
-        sql, params = ids_query.query.sql_with_params()
+    marked: tuple[str, list[Any]] | None = getattr(queryset, _PAGE_IDS_SQL, None)
+    sql, params = marked or queryset.values_list("pk", flat=True).query.sql_with_params()
+    if marked is not None or whole_catalogue(queryset):
         with prepared_cursor(queryset.db) as cursor:
             cursor.execute(movies_by_id_query_sql(sql + " LIMIT %s OFFSET %s"), [*params, limit, offset])
             return cursor.fetchall()
-    # Compiled once: the paginator's count estimate (EXPLAIN of the same statement) reuses it.
-    sql, params = ids_query.query.sql_with_params()
-    with_ids_sql(queryset, sql, params)
+    with_ids_sql(queryset, sql, params)  # compiled once: the paginator's count estimate EXPLAINs the same statement
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(sql + " LIMIT %s OFFSET %s", [*params, limit, offset])
         ids = [row[0] for row in cursor.fetchall()]
