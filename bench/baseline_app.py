@@ -3,18 +3,21 @@
 It sends the same SQL statements as the API does for each scenario (movies/selectors.py, movies/filters.py,
 movieapi/pagination.py: deferred join, cheap count, one statement per page with the related data as JSON),
 over one persistent psycopg connection per worker, and writes the same JSON with orjson. Only what the
-bench asks is implemented: movie detail and the movie list with page, page_size, search, genre, year_min,
-year_max and ordering. Served with the same gunicorn settings:
+bench asks is implemented: movie detail, the movie list with page, page_size, search, genre, year_min,
+year_max and ordering, and a curator's PATCH of `runtime` with `version` (bearer token, the same token and
+conditional UPDATE statements as the API, no rate limit). Served with the same gunicorn settings:
 `gunicorn bench.baseline_app:application -c gunicorn.conf.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import re
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,6 +34,7 @@ from movies.sql import (
     SEARCH_TSQUERY_SQL,
     TITLE_MATCH_SQL,
     TYPO_PROBE_SQL,
+    represented_update_sql,
 )
 
 # As in movieapi/pagination.py (not imported: it needs Django).
@@ -50,6 +54,28 @@ ORDERING = {
     "-year": "movies_movie.year DESC, movies_movie.id DESC",
     "year": "movies_movie.year ASC, movies_movie.id ASC",
 }
+
+# A curator's PATCH sends the API's two statements (written out here: the API builds them from Django's model
+# metadata; movies/tests/test_bench_baseline.py checks they are the same text): the bearer token's rows with
+# their user and the user's permissions (movieapi/authentication.py `_token_query(True)`), then the versioned
+# UPDATE that answers with the movie's representation row (movies/services.py `_conditional_update`).
+TOKEN_SQL = """SELECT t."digest", t."token_key", t."user_id", t."created", t."expiry", u."id", u."password", \
+u."last_login", u."is_superuser", u."username", u."first_name", u."last_name", u."email", u."is_staff", \
+u."is_active", u."date_joined", ARRAY(
+SELECT ct.app_label || '.' || p.codename
+FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+WHERE u.is_superuser
+   OR p.id IN (SELECT up.permission_id FROM auth_user_user_permissions up WHERE up.user_id = u."id")
+   OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
+               JOIN auth_user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = u."id")
+) FROM "knox_authtoken" t JOIN "auth_user" u ON u."id" = t."user_id" WHERE t.token_key = %s"""  # noqa: S105 (SQL, not a password)
+TOKEN_DIGEST, TOKEN_EXPIRY, USER_IS_ACTIVE, USER_PERMISSIONS = 0, 4, 14, 16
+TOKEN_KEY_LENGTH = 15  # knox CONSTANTS.TOKEN_KEY_LENGTH
+RUNTIME_UPDATE_SQL = represented_update_sql(
+    'UPDATE "movies_movie" SET "runtime" = %s, version = version + 1, updated_at = statement_timestamp() '
+    "WHERE id = %s AND version = %s"
+)
+MAX_RUNTIME = 60000  # movies.models.MAX_RUNTIME
 
 _connection: psycopg.Connection[Any] | None = None
 _estimate: tuple[float, int] = (0.0, -1)
@@ -101,6 +127,56 @@ def detail(movie_id: int) -> tuple[str, bytes, list[tuple[str, str]]]:
     body = orjson.dumps(movie(row), option=orjson.OPT_UTC_Z)
     etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
     return "200 OK", body, [("ETag", etag)]
+
+
+def answer(status: str, problem: str) -> tuple[str, bytes, list[tuple[str, str]]]:
+    return status, orjson.dumps({"status": int(status[:3]), "detail": problem}), []
+
+
+def curator(environ: dict[str, Any]) -> str | None:
+    """None if the bearer token is a live token of an active user holding `movies.change_movie`, else the refusal's
+    status (knox's checks: the key prefix finds the rows, the SHA-512 digest must match, expired is refused)."""
+    scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return "401 Unauthorized"
+    digest = hashlib.sha512(token.encode()).hexdigest()
+    for row in db().execute(TOKEN_SQL, [token[:TOKEN_KEY_LENGTH]]).fetchall():
+        expiry = row[TOKEN_EXPIRY]
+        if hmac.compare_digest(digest, row[TOKEN_DIGEST]) and (expiry is None or expiry >= datetime.now(UTC)):
+            if not row[USER_IS_ACTIVE]:
+                return "401 Unauthorized"
+            return None if "movies.change_movie" in row[USER_PERMISSIONS] else "403 Forbidden"
+    return "401 Unauthorized"
+
+
+def patch(movie_id: int, environ: dict[str, Any]) -> tuple[str, bytes, list[tuple[str, str]]]:
+    """A curator's PATCH of `runtime` based on `version`: 200 with the new representation, 409 if stale."""
+    refused = curator(environ)
+    if refused:
+        return answer(refused, "Not allowed.")
+    try:
+        data = orjson.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+    except (orjson.JSONDecodeError, ValueError):
+        return answer("400 Bad Request", "The body is not JSON.")
+    if not isinstance(data, dict):
+        return answer("400 Bad Request", "Send a JSON object.")
+    runtime, version = data.get("runtime"), data.get("version")
+    if (
+        data.keys() != {"runtime", "version"}
+        or not (runtime is None or (type(runtime) is int and 1 <= runtime <= MAX_RUNTIME))
+        or type(version) is not int
+        or version < 1
+    ):
+        return answer("400 Bad Request", "Send runtime (1-60000 or null) and version.")
+    row = db().execute(RUNTIME_UPDATE_SQL, [runtime, movie_id, version]).fetchone()
+    if row is None:
+        current = db().execute("SELECT version FROM movies_movie WHERE id = %s", [movie_id]).fetchone()
+        return answer("409 Conflict" if current else "404 Not Found", "Stale version." if current else "No such movie.")
+    # The row is in movies/sql.py MOVIE_COLUMNS order; `movie` reads COLUMNS order (rating_sum is not shown).
+    body = orjson.dumps(
+        movie((*row[:6], row[11], row[10], None, row[9], row[12], row[13], *row[6:9])), option=orjson.OPT_UTC_Z
+    )
+    return "200 OK", body, [("ETag", '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"')]
 
 
 def table_estimate() -> int:
@@ -300,7 +376,9 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
     headers: list[tuple[str, str]]
     if path == "/healthz":
         status, body, headers = "200 OK", b'{"status":"ok"}', []
-    elif match := DETAIL.match(path):
+    elif (match := DETAIL.match(path)) and environ.get("REQUEST_METHOD") == "PATCH":
+        status, body, headers = patch(int(match.group(1)), environ)
+    elif match:
         status, body, headers = detail(int(match.group(1)))
     elif path == "/api/v1/movies/":
         query = parse_qs(environ.get("QUERY_STRING", ""))
