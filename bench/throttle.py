@@ -12,8 +12,8 @@ that the noise of a shared machine falls on all of them alike. Prints the median
 ratio to "off". The target is redis/off >= 0.90.
 
 Environment: DATABASE_URL (unset: the embedded PostgreSQL, as `make run`), REDIS_URL (unset: a
-redis-server of our own on a free port), BENCH_THROTTLE_PATH (/api/v1/genres/), BENCH_THROTTLE_ROUNDS (3),
-BENCH_THROTTLE_DURATION (seconds per run, 5), BENCH_CONNECTIONS (16), WEB_CONCURRENCY (4).
+redis-server of our own on a free port), BENCH_THROTTLE_PATH (/api/v1/genres/), BENCH_THROTTLE_ROUNDS (5),
+BENCH_THROTTLE_DURATION (seconds per run, 8), BENCH_CONNECTIONS (16), WEB_CONCURRENCY (4).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 PATH = os.environ.get("BENCH_THROTTLE_PATH", "/api/v1/genres/")
-ROUNDS = int(os.environ.get("BENCH_THROTTLE_ROUNDS", "3"))
-DURATION = int(os.environ.get("BENCH_THROTTLE_DURATION", "5"))
+ROUNDS = int(os.environ.get("BENCH_THROTTLE_ROUNDS", "5"))
+DURATION = int(os.environ.get("BENCH_THROTTLE_DURATION", "8"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 WORKERS = os.environ.get("WEB_CONCURRENCY", "4")
 SECRET = "bench-secret-key-not-for-production-0123456789abcdefghij"  # noqa: S105 (local throwaway)
