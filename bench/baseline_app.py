@@ -29,6 +29,7 @@ from movies.sql import (
     CAST_SQL,
     DIRECTORS_SQL,
     GENRES_SQL,
+    MOVIE_VERSION_SQL,
     SEARCH_CANDIDATES,
     SEARCH_PROBE_SQL,
     SEARCH_TSQUERY_SQL,
@@ -124,9 +125,13 @@ def detail(movie_id: int) -> tuple[str, bytes, list[tuple[str, str]]]:
     )
     if row is None:
         return "404 Not Found", b'{"status":404}', []
+    return represented(row)
+
+
+def represented(row: tuple[Any, ...]) -> tuple[str, bytes, list[tuple[str, str]]]:
+    """200 with the movie's JSON (a row in COLUMNS order) and its strong ETag, as the API answers."""
     body = orjson.dumps(movie(row), option=orjson.OPT_UTC_Z)
-    etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-    return "200 OK", body, [("ETag", etag)]
+    return "200 OK", body, [("ETag", '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"')]
 
 
 def answer(status: str, problem: str) -> tuple[str, bytes, list[tuple[str, str]]]:
@@ -170,13 +175,10 @@ def patch(movie_id: int, environ: dict[str, Any]) -> tuple[str, bytes, list[tupl
         return answer("400 Bad Request", "Send runtime (1-60000 or null) and version.")
     row = db().execute(RUNTIME_UPDATE_SQL, [runtime, movie_id, version]).fetchone()
     if row is None:
-        current = db().execute("SELECT version FROM movies_movie WHERE id = %s", [movie_id]).fetchone()
+        current = db().execute(MOVIE_VERSION_SQL, [movie_id]).fetchone()
         return answer("409 Conflict" if current else "404 Not Found", "Stale version." if current else "No such movie.")
     # The row is in movies/sql.py MOVIE_COLUMNS order; `movie` reads COLUMNS order (rating_sum is not shown).
-    body = orjson.dumps(
-        movie((*row[:6], row[11], row[10], None, row[9], row[12], row[13], *row[6:9])), option=orjson.OPT_UTC_Z
-    )
-    return "200 OK", body, [("ETag", '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"')]
+    return represented((*row[:6], row[11], row[10], None, row[9], row[12], row[13], *row[6:9]))
 
 
 def table_estimate() -> int:
