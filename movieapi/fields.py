@@ -8,6 +8,10 @@ from typing import Any
 from rest_framework import serializers
 
 PG_BIGINT_MAX = 2**63 - 1
+# The characters Python's str.strip() removes (DRF trims CharFields, Django's forms their values, with it), as a
+# regular-expression character class body: exactly the code points whose isspace() is true. ECMA's `\s` differs
+# (it has U+FEFF, lacks U+001C-U+001F and U+0085), so schema patterns spell it out; test_schema checks every one.
+PY_WHITESPACE = r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 class StrictCharField(serializers.CharField):
@@ -20,7 +24,9 @@ class StrictCharField(serializers.CharField):
     }
 
     def to_internal_value(self, data: Any) -> str:
-        """Refuse non-strings, NUL and surrogates, then validate as usual."""
+        """Refuse non-strings, NUL, surrogates and (before any trimming) more than max_length characters, then
+        validate as usual. DRF checks max_length on the trimmed value: "a" * 100 + " " would pass a max_length of
+        100, which the schema's maxLength (the length as sent) refuses."""
         if not isinstance(data, str):
             self.fail("not_a_string", kind=type(data).__name__)
         if "\x00" in data:
@@ -29,6 +35,8 @@ class StrictCharField(serializers.CharField):
             data.encode("utf-8")
         except UnicodeEncodeError:
             self.fail("surrogate")
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length, length=len(data))
         return super().to_internal_value(data)
 
 
@@ -46,6 +54,20 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("not_an_integer", kind=type(data).__name__)
         return super().to_internal_value(data)
+
+
+class DistinctListField(serializers.ListField):
+    """A list whose items may each appear once (the schema says `uniqueItems: true`)."""
+
+    default_error_messages = {"duplicates": "Each item may appear only once; repeated: {items}."}
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        """Validate the items, then refuse repeats."""
+        items: list[Any] = super().to_internal_value(data)
+        if len(set(items)) != len(items):
+            repeated = [item for item in dict.fromkeys(items) if items.count(item) > 1]
+            self.fail("duplicates", items=", ".join(map(str, repeated)))
+        return items
 
 
 class StrictSerializerMixin:

@@ -30,6 +30,8 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 MAX_PAGE_SIZE = 100
+# `page` and `page_size` have at most 9 digits: a bound that no int conversion or OFFSET overflows.
+MAX_PAGE_NUMBER = 999_999_999
 # Up to this many matches, `count` is exact (a LIMITed count costs well under a millisecond).
 EXACT_COUNT_LIMIT = 1000
 # Table-size estimates are reused for this long within a worker: they drift slowly and are flagged anyway.
@@ -43,12 +45,12 @@ PLANNER_ESTIMATES_KEPT = 1024
 
 
 def _positive_int(request: Request, name: str) -> int | None:
-    """Read a query parameter that must be a whole number >= 1; 400 naming it otherwise."""
+    """Read a query parameter that must be a whole number from 1 to MAX_PAGE_NUMBER; 400 naming it otherwise."""
     raw = request.query_params.get(name)
     if raw is None:
         return None
     if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
-        raise ValidationError({name: [f"Must be a whole number between 1 and 999999999, got {raw!r}."]})
+        raise ValidationError({name: [f"Must be a whole number between 1 and {MAX_PAGE_NUMBER}, got {raw!r}."]})
     return int(raw)
 
 
@@ -182,6 +184,8 @@ class PageNumberPagination(pagination.PageNumberPagination):
 
     page_size = 20
     page_size_query_param = "page_size"
+    page_query_description = "A page number; a page past the last page of results is 404."
+    page_size_query_description = f"Results per page, 1 to {MAX_PAGE_SIZE} (default 20)."
     max_page_size = MAX_PAGE_SIZE
     # See cheap_count: True for lists whose filters can match a large share of a big table.
     estimate_first = False
@@ -256,6 +260,14 @@ class PageNumberPagination(pagination.PageNumberPagination):
         if self.number == 2:
             return remove_query_param(url, self.page_query_param)
         return replace_query_param(url, self.page_query_param, self.number - 1)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        """DRF's `page` and `page_size` parameters with the bounds `_positive_int` and `get_page_size` check."""
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        bounds = {self.page_query_param: MAX_PAGE_NUMBER, self.page_size_query_param: self.max_page_size}
+        for parameter in parameters:
+            parameter["schema"].update(minimum=1, maximum=bounds[parameter["name"]])
+        return parameters
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         """DRF's page schema plus `count_is_estimate`."""

@@ -16,9 +16,9 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
+from movieapi.fields import PG_BIGINT_MAX, PY_WHITESPACE
 from movieapi.pagination import count_by_estimate, known_count
 from movies import selectors
 from movies.models import DB_MAX_YEAR, MAX_GENRES, MAX_RUNTIME, SLUG_RE, CastMember, Movie, Person
@@ -130,16 +130,24 @@ class IntegerFilter(django_filters.Filter):
     field_class = forms.IntegerField
 
 
-@extend_schema_field(OpenApiTypes.STR)
+def _comma_separated(token: str) -> str:
+    """A pattern for comma-separated tokens as the fields above read them: parts trimmed, empty parts skipped."""
+    part = rf"[{PY_WHITESPACE}]*(?:{token})?[{PY_WHITESPACE}]*"
+    return rf"^{part}(?:,{part})*$"
+
+
+# Repeatable (`genre=a&genre=b`); each value comma-separated slugs. Whether a slug exists is the data's to say (400).
+@extend_schema_field({"type": "array", "items": {"type": "string", "pattern": _comma_separated(SLUG_RE[1:-1])}})
 class GenreFilter(django_filters.Filter):
     field_class = GenreSlugsField
 
 
-@extend_schema_field(OpenApiTypes.INT)
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": PG_BIGINT_MAX})
 class PersonFilter(django_filters.Filter):
     field_class = PersonIdField
 
 
+@extend_schema_field({"type": "string", "pattern": _comma_separated(rf"-?(?:{'|'.join(ORDERING_FIELDS)})")})
 class OrderingKeysFilter(django_filters.Filter):
     field_class = OrderingField
 
@@ -162,7 +170,10 @@ class MovieFilterSet(django_filters.FilterSet):
     """`GET movies/` parameters; `search` and `ordering` are applied last, in `filter_queryset`."""
 
     search = django_filters.CharFilter(
-        method="_applied_last", max_length=MAX_SEARCH_LENGTH, help_text="Full text over title and overview."
+        method="_applied_last",
+        max_length=MAX_SEARCH_LENGTH,
+        strip=False,  # the length is checked as sent (the schema's maxLength); filter_queryset strips it
+        help_text="Full text over title and overview.",
     )
     genre = GenreFilter(
         method="filter_genres",

@@ -8,12 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
-from movieapi.fields import StrictCharField, StrictIntegerField, StrictSerializerMixin
+from movieapi.fields import DistinctListField, StrictCharField, StrictIntegerField, StrictSerializerMixin
 from movies import services
 from movies.models import (
     IMDB_NAME_RE,
@@ -187,7 +187,8 @@ class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
     written_row: tuple[Any, ...] | None = None
 
     title = StrictCharField(min_length=1, max_length=500)
-    year = StrictIntegerField(min_value=MIN_YEAR)
+    # The ceiling moves with the calendar: a callable limit, which the schema states as of the day it is generated.
+    year = StrictIntegerField(min_value=MIN_YEAR, validators=[MaxValueValidator(max_year)])
     runtime = StrictIntegerField(min_value=1, max_value=MAX_RUNTIME, required=False, allow_null=True)
     overview = StrictCharField(required=False, allow_blank=True, max_length=20000, trim_whitespace=False)
     imdb_id = StrictCharField(
@@ -196,10 +197,10 @@ class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
         max_length=16,
         validators=[RegexValidator(IMDB_TITLE_RE, "An IMDb id is 'tt' followed by 7 or more digits.")],
     )
-    genres = serializers.ListField(
+    genres = DistinctListField(
         child=StrictCharField(max_length=50), required=False, max_length=MAX_GENRES, help_text="Genre slugs."
     )
-    directors = serializers.ListField(
+    directors = DistinctListField(
         child=StrictIntegerField(min_value=1), required=False, max_length=MAX_DIRECTORS, help_text="Person ids."
     )
     cast = CastWriteSerializer(many=True, required=False, max_length=MAX_CAST)  # type: ignore[call-arg]
@@ -231,12 +232,6 @@ class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
         """Every declared field, whichever `get_fields` built."""
         return set(self._declared_fields)
 
-    def validate_year(self, value: int) -> int:
-        """Refuse years past this year + 5."""
-        if value > max_year():
-            raise serializers.ValidationError(f"Ensure this value is less than or equal to {max_year()}.")
-        return value
-
     def validate_imdb_id(self, value: str | None) -> str | None:
         """Refuse an IMDb id another movie has."""
         if value:
@@ -248,9 +243,7 @@ class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
         return value
 
     def validate_genres(self, slugs: list[str]) -> list[Genre]:
-        """Resolve distinct, existing genre slugs."""
-        if len(set(slugs)) != len(slugs):
-            raise serializers.ValidationError("Each genre may appear only once.")
+        """Resolve the (distinct) genre slugs; each must exist."""
         genres = {genre.slug: genre for genre in Genre.objects.filter(slug__in=slugs)}
         unknown = [slug for slug in slugs if slug not in genres]
         if unknown:
@@ -258,9 +251,7 @@ class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
         return [genres[slug] for slug in slugs]
 
     def validate_directors(self, ids: list[int]) -> list[Person]:
-        """Resolve distinct, existing person ids."""
-        if len(set(ids)) != len(ids):
-            raise serializers.ValidationError("Each director may appear only once.")
+        """Resolve the (distinct) person ids; each must exist."""
         return _people(ids)
 
     def validate_cast(self, entries: list[dict[str, Any]]) -> list[services.Role]:
