@@ -46,9 +46,12 @@ PLANNER_ESTIMATES_KEPT = 1024
 
 def _positive_int(request: Request, name: str) -> int | None:
     """Read a query parameter that must be a whole number from 1 to MAX_PAGE_NUMBER; 400 naming it otherwise."""
-    raw = request.query_params.get(name)
-    if raw is None:
+    values = request.query_params.getlist(name)
+    if not values:
         return None
+    if len(values) > 1:
+        raise ValidationError({name: ["Given more than once; send it once."]})
+    raw = values[0]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
         raise ValidationError({name: [f"Must be a whole number between 1 and {MAX_PAGE_NUMBER}, got {raw!r}."]})
     return int(raw)

@@ -61,6 +61,7 @@ _DESCRIPTIONS = {
     "409": "Conflict: the resource changed or is still in use (`current_version` with a version conflict).",
     "412": "If-Match does not match the current ETag.",
     "413": "Body over 1 MiB.",
+    "414": "Request line (method, path and query) over 8190 bytes.",
     "415": "Body is not JSON (Content-Type other than application/json).",
     "428": "Neither `version` nor If-Match was sent.",
     "429": "Rate limit exceeded (`Retry-After`).",
@@ -71,7 +72,8 @@ _LIST_404 = "The page is past the last page of results."
 # Answers any request can get, whatever the operation: a malformed request or a Host the server does not serve
 # (400), a bad bearer token (401: authentication runs before any permission), an Accept without JSON (406), a
 # declared body over the cap (413, checked before routing), the rate limits (429) and a lost database (503).
-_ANY_REQUEST = frozenset({"400", "401", "406", "413", "429", "503"})
+# gunicorn refuses a request line over 8190 bytes (414) before the application sees it.
+_ANY_REQUEST = frozenset({"400", "401", "406", "413", "414", "429", "503"})
 
 
 class ProblemAutoSchema(AutoSchema):
@@ -190,6 +192,8 @@ class BoundedFilterExtension(DjangoFilterExtension):
             if not schema and isinstance(form_field, forms.CharField):
                 schema["type"] = "string"  # a `method=` filter whose hint is Any
             target = schema["items"] if schema.get("type") == "array" else schema
+            # django-filter takes an empty value for "not given" (`year_min=` filters nothing).
+            parameter["allowEmptyValue"] = True
             if filter_field.extra.get("help_text"):  # an @extend_schema_field schema drops it
                 parameter.setdefault("description", filter_field.extra["help_text"])
             target.pop("nullable", None)  # an empty value is "not given"; null cannot be sent in a query
@@ -201,7 +205,7 @@ def _insert_form_validators(form_field: Any, schema: dict[str, Any]) -> None:
     """What a Django form field checks, as JSON Schema keywords on its parameter's schema."""
     kind = schema.get("type")
     for validator in form_field.validators:
-        limit = getattr(validator, "limit_value", None)
+        limit: Any = getattr(validator, "limit_value", None)
         limit = limit() if callable(limit) else limit
         if kind in {"integer", "number"}:
             if isinstance(validator, validators.MinValueValidator):

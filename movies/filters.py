@@ -163,7 +163,19 @@ class StrictFilterForm(forms.Form):
                 self.errors[name] = self.error_class(
                     [f"Unknown query parameter. Known: {', '.join([*self.fields, *sorted(PAGING_PARAMETERS)])}."]
                 )
+            elif (
+                name in self.fields
+                and _repeated(self.data, name)
+                and not isinstance(self.fields[name].widget, MultiValueWidget)
+            ):
+                # A form reads the last value: `year_min=2000&year_min=abc` would drop the first unseen.
+                self.errors[name] = self.error_class(["Given more than once; send it once."])
         return cleaned
+
+
+def _repeated(data: Any, name: str) -> bool:
+    """True if the query names the parameter more than once."""
+    return isinstance(data, MultiValueDict) and len(data.getlist(name)) > 1
 
 
 class MovieFilterSet(django_filters.FilterSet):

@@ -1,0 +1,35 @@
+"""The server refuses what its schema says it refuses (docs/openapi.md): lengths as sent, one value per parameter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+def _errors(response: object) -> dict[str, list[str]]:
+    assert response.status_code == 400, response.content  # type: ignore[attr-defined]
+    assert response["Content-Type"] == "application/problem+json"  # type: ignore[index]
+    return json.loads(response.content)["errors"]  # type: ignore[attr-defined]
+
+
+def test_max_length_counts_the_value_as_sent(curator_client: APIClient) -> None:
+    """The schema's maxLength is the sent string's: trailing spaces trimmed later do not make room."""
+    response = curator_client.post("/api/v1/genres/", {"slug": "long", "name": "n" * 100 + " "}, format="json")
+    assert "name" in _errors(response)
+    created = curator_client.post("/api/v1/genres/", {"slug": "long", "name": " " + "n" * 99}, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["name"] == "n" * 99
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["year_min=abc&year_min=1990", "search=a&search=b", "page=1&page=2", "page_size=5&page_size=6"],
+)
+def test_a_single_valued_parameter_given_twice_is_400(anon: APIClient, query: str) -> None:
+    """A form reads the last value; the schema's parameter is one value: a repeat is refused, naming it."""
+    name = query.split("=")[0]
+    assert name in _errors(anon.get(f"/api/v1/movies/?{query}"))
