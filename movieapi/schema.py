@@ -22,7 +22,7 @@ from drf_spectacular.contrib.django_filters import DjangoFilterExtension
 from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import force_instance
+from drf_spectacular.plumbing import force_instance, is_patched_serializer
 from rest_framework import serializers
 from rest_framework.permissions import SAFE_METHODS, AllowAny, DjangoModelPermissionsOrAnonReadOnly
 
@@ -94,8 +94,6 @@ class ProblemAutoSchema(AutoSchema):
         codes = set(_ANY_REQUEST)
         if method in {"POST", "PUT", "PATCH"} and self.get_request_serializer() is not None:
             codes.add("415")
-        if not self._anonymous_allowed() or method not in SAFE_METHODS:
-            codes.add("401")
         if self._may_forbid():
             codes.add("403")
         if "{" in self.path or (method == "GET" and self._is_list_view()):
@@ -137,6 +135,11 @@ class ProblemAutoSchema(AutoSchema):
             for name in sorted(serializer.read_only_input):
                 properties.setdefault(name, {"description": "Read-only: accepted and ignored."})
             schema["additionalProperties"] = False
+            if is_patched_serializer(serializer, direction) and hasattr(serializer, "writable_field_names"):
+                # A PATCH naming nothing to change is a 400 (ChangeRequiredMixin): it names at least one of them.
+                preconditions = getattr(serializer, "precondition_fields", frozenset())
+                changes = [name for name in serializer.writable_field_names() if name not in preconditions]
+                schema["anyOf"] = [{"required": [name]} for name in changes]
         return schema
 
     def _insert_field_validators(self, field: Any, schema: dict[str, Any]) -> None:

@@ -85,11 +85,14 @@ class GenreSlugsField(forms.Field):
             raise forms.ValidationError(f"At most {MAX_GENRES} genres.")
         bad = [slug for slug in slugs if len(slug) > 50 or not _SLUG.fullmatch(slug)]
         if bad:
-            raise forms.ValidationError(f"Not a genre slug: {', '.join(map(repr, bad))}.")
+            # The client's text goes in params: django-filter formats every message with them (`%` in it was a 500).
+            raise forms.ValidationError("Not a genre slug: %(bad)s.", params={"bad": ", ".join(map(repr, bad))})
         ids = selectors.genre_ids(slugs=slugs)
         unknown = [slug for slug in slugs if slug not in ids]
         if unknown:
-            raise forms.ValidationError(f"Unknown genre(s): {', '.join(unknown)}. See /api/v1/genres/.")
+            raise forms.ValidationError(
+                "Unknown genre(s): %(unknown)s. See /api/v1/genres/.", params={"unknown": ", ".join(unknown)}
+            )
         return [ids[slug] for slug in slugs]
 
 
@@ -103,8 +106,8 @@ class OrderingField(forms.Field):
         bad = [key for key in keys if key not in allowed]
         if bad:
             raise forms.ValidationError(
-                f"Unknown ordering {', '.join(map(repr, bad))}; use one of {', '.join(ORDERING_FIELDS)}, "
-                "each optionally prefixed with '-'."
+                "Unknown ordering %(bad)s; use one of %(keys)s, each optionally prefixed with '-'.",
+                params={"bad": ", ".join(map(repr, bad)), "keys": ", ".join(ORDERING_FIELDS)},
             )
         return keys
 

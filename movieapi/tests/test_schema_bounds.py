@@ -33,3 +33,11 @@ def test_a_single_valued_parameter_given_twice_is_400(anon: APIClient, query: st
     """A form reads the last value; the schema's parameter is one value: a repeat is refused, naming it."""
     name = query.split("=")[0]
     assert name in _errors(anon.get(f"/api/v1/movies/?{query}"))
+
+
+@pytest.mark.parametrize("query", ["ordering=%25s", "ordering=%25", "genre=a%25d", "genre=%25(x)s"])
+def test_a_percent_sign_in_a_refused_value_is_400(anon: APIClient, query: str) -> None:
+    """django-filter formats each message with its params: the client's text in the message itself was a 500."""
+    response = anon.get(f"/api/v1/movies/?{query}")
+    assert query.split("=")[0] in _errors(response)
+    assert "%" in json.dumps(response.json()["errors"])  # quoted back as sent
