@@ -137,7 +137,7 @@ class ProblemAutoSchema(AutoSchema):
             schema["additionalProperties"] = False
             if is_patched_serializer(serializer, direction) and hasattr(serializer, "writable_field_names"):
                 # A PATCH naming nothing to change is a 400 (ChangeRequiredMixin): it names at least one of them.
-                preconditions = getattr(serializer, "precondition_fields", frozenset())
+                preconditions: frozenset[str] = getattr(serializer, "precondition_fields", frozenset())
                 changes = [name for name in serializer.writable_field_names() if name not in preconditions]
                 schema["anyOf"] = [{"required": [name]} for name in changes]
         return schema
