@@ -28,13 +28,14 @@ $(DATA)/secret_key:
 	$(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
 	chmod 600 $@
 
-## make run: venv, install, migrate, load the bundled sample, serve on http://127.0.0.1:8000
+## make run: venv, install, migrate, load the bundled sample into an empty catalogue only, serve on http://127.0.0.1:8000
+# The secret key comes from the environment, else .env, else .data/secret_key (generated once; settings read it).
+# A restart never changes data: load_sample loads nothing when the catalogue holds any movie.
 run: $(VENV)/.installed $(DATA)/secret_key
-	export DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-$$(cat $(DATA)/secret_key)}"; \
 	export DJANGO_HTTPS="$${DJANGO_HTTPS:-0}"; \
 	$(BIN)/python manage.py migrate --no-input && \
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0 && \
-	$(BIN)/python manage.py import_movies movies/fixtures/sample_movies.json && \
+	$(BIN)/python manage.py load_sample && \
 	exec $(BIN)/gunicorn movieapi.wsgi -c gunicorn.conf.py
 
 ## make test: the whole suite (real PostgreSQL: DATABASE_URL, else the embedded one; real Redis and gunicorn)
@@ -49,11 +50,14 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Settings refuse a weak key outside debug: the steps that need settings but no secret get a random one.
+THROWAWAY_KEY = $$($(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))")
+
 typecheck: $(VENV)/.installed-dev
-	DJANGO_SECRET_KEY=typecheck-only DATABASE_URL=postgres://localhost/typecheck $(BIN)/mypy .
+	DJANGO_SECRET_KEY=$(THROWAWAY_KEY) DATABASE_URL=postgres://localhost/typecheck $(BIN)/mypy .
 
 schema: $(VENV)/.installed-dev
-	DJANGO_SECRET_KEY=schema-check-only $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+	DJANGO_SECRET_KEY=$(THROWAWAY_KEY) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 ## make lock: recompile the pinned requirements (with hashes) from requirements*.in
 lock: | $(BIN)/python
