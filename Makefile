@@ -39,7 +39,7 @@ run: $(VENV)/.installed $(DATA)/secret_key
 	exec $(BIN)/gunicorn movieapi.wsgi -c gunicorn.conf.py
 
 ## make test: the whole suite (real PostgreSQL: DATABASE_URL, else the embedded one; real Redis and gunicorn)
-test: $(VENV)/.installed-dev install-browser
+test: $(VENV)/.installed-dev install-browser install-redis
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -97,11 +97,19 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py
 	@if grep -q '^bench-throttle:' Makefile; then $(MAKE) bench-throttle; fi
 
-## make install-browser: headless Chromium + chromedriver from Debian (the admin's browser tests drive them)
-.PHONY: install-browser
+## make install-browser / install-redis: what `make test` needs beyond Python, from Debian's apt when missing:
+## headless Chromium + chromedriver (the admin's browser tests) and redis-server (the rate-limit tests start their own)
+.PHONY: install-browser install-redis
 install-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || $(call apt_install,chromium chromium-driver)
+install-redis:
+	@command -v redis-server >/dev/null || $(call apt_install,redis-server)
+
+# apt-get as root, or through sudo when it needs no password; elsewhere (no apt, no root) say what to install.
+apt_install = { command -v apt-get >/dev/null && \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else false; fi && \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); } || \
+	{ echo "make test needs the packages $(1): install them (Debian/Ubuntu: sudo apt-get install $(1))" >&2; exit 1; }
 
 ## make bench-import: import a generated IMDb folder of 200,000 films into an empty database (BENCH_IMPORT_MOVIES=N)
 .PHONY: bench-import
