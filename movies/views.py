@@ -32,7 +32,7 @@ from movies.filters import (
     has_list_parameters,
     unfiltered,
 )
-from movies.models import Genre, Movie, Person
+from movies.models import Genre, Movie, Person, Rating
 from movies.serializers import (
     GenreSerializer,
     MovieSerializer,
@@ -376,5 +376,7 @@ class MyRatingsView(generics.ListAPIView):
     filterset_class = PagingOnlyFilters  # nothing to filter by, but an unknown parameter is a 400
 
     def get_queryset(self) -> Any:
-        """Only the caller's own ratings."""
+        """Only the caller's own ratings (none while the schema is generated: there is no caller then)."""
+        if getattr(self, "swagger_fake_view", False):
+            return Rating.objects.none()
         return selectors.rating_queryset(user_id=_caller(self.request).pk)
