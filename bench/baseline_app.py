@@ -35,6 +35,7 @@ from movies.sql import (
     SEARCH_RANK_SQL,
     SEARCH_TSQUERY_SQL,
     TITLE_MATCH_SQL,
+    TYPO_COLUMNS_SQL,
     TYPO_MATCH_SQL,
     TYPO_PROBE_SQL,
     represented_update_sql,
@@ -275,10 +276,7 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
             known = (min(len(candidates), SEARCH_CANDIDATES), len(candidates) > SEARCH_CANDIDATES)
         else:
             typo_sql = " AND ".join([*where, TYPO_MATCH_SQL])
-            matches_sql = (
-                "SELECT movies_movie.id AS pk, movies_movie.title, movies_movie.rating_count "
-                f"FROM movies_movie WHERE {typo_sql}"
-            )
+            matches_sql = f"SELECT {TYPO_COLUMNS_SQL} FROM movies_movie WHERE {typo_sql}"
             # The probe ranks its candidates (as movies/filters.py): a ranked page is a slice of its answer.
             ranked_ids, read = probe(
                 TYPO_PROBE_SQL.format(matches_sql=matches_sql),

@@ -444,11 +444,15 @@ def search_movies(queryset: QuerySet[Movie], text: str, *, ranked: bool = True) 
             if whole_catalogue
             else None,
         )
-    typos = queryset.alias(folded_title=folded_title).filter(folded_title__trigram_word_similar=folded_text)
+    typos = queryset.alias(folded=folded_title).filter(folded__trigram_word_similar=folded_text)
     order = [F("search_rank").desc(), F("rating_count").desc(), F("id").asc()]
     if not ranked:
         return SearchResult(typos.annotate(search_rank=similarity), order, typo=True)
-    typo_source = (TYPO_MATCHES_SQL, [text]) if whole_catalogue else typos.values("pk", "title", "rating_count")
+    typo_source = (
+        (TYPO_MATCHES_SQL, [text])
+        if whole_catalogue
+        else typos.values("pk", "rating_count", folded_title=F("folded"))  # as sql.TYPO_COLUMNS_SQL
+    )
     # The probe ranks its candidates itself: the page is a slice of its answer, whatever the filters.
     ranked_ids, read = _probe(
         TYPO_PROBE_SQL, {"matches_sql": typo_source}, [SEARCH_CANDIDATES + 1, SEARCH_CANDIDATES, text]

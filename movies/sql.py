@@ -82,16 +82,15 @@ SEARCH_MATCHES_SQL = (
 # A typo match (then the query text): the title's trigrams are near those of a part of the query, accents aside:
 # the expression of the GIN index `movie_title_trgm`, written as indexed.
 TYPO_MATCH_SQL = f"{FOLDED_TITLE_SQL} %%> {FOLDED_QUERY_SQL}"
-TYPO_MATCHES_SQL = (
-    "SELECT movies_movie.id AS pk, movies_movie.title, movies_movie.rating_count "  # noqa: S608 (constant)
-    f"FROM movies_movie WHERE {TYPO_MATCH_SQL}"
-)
+# What the typo probe reads of each match: the unaccented title it ranks by (computed once, with the row).
+TYPO_COLUMNS_SQL = f"movies_movie.id AS pk, {FOLDED_TITLE_SQL} AS folded_title, movies_movie.rating_count"
+TYPO_MATCHES_SQL = f"SELECT {TYPO_COLUMNS_SQL} FROM movies_movie WHERE {TYPO_MATCH_SQL}"  # noqa: S608 (constant)
 # The typo probe: the first SEARCH_CANDIDATES trigram matches ranked (word similarity to the query, then number of
 # ratings, then id), and how many matches it read (up to SEARCH_CANDIDATES + 1: more means there are more). Its
-# source (`matches_sql`) gives `pk`, `title` and `rating_count`; then its parameters, the read limit,
-# SEARCH_CANDIDATES and the query text. Ranked here, on the rows the probe has read anyway: ranking them in a
-# second statement read the same 1,000 rows again by id (~5 ms of a ~20 ms typo search). Same MATERIALIZED reason
-# as above.
+# source (`matches_sql`) gives `pk`, `folded_title` and `rating_count` (TYPO_COLUMNS_SQL); then its parameters, the
+# read limit, SEARCH_CANDIDATES and the query text. Ranked here, on the rows the probe has read anyway: ranking them
+# in a second statement read the same 1,000 rows again by id (~5 ms of a ~20 ms typo search). Same MATERIALIZED
+# reason as above.
 # Only the trigram GIN index can find them; but pg_trgm overestimates how many titles match a short word (19,087
 # for `matrx`, from the sampled statistics), and once VACUUM has marked the table all-visible the planner then
 # prefers reading the whole (title, id) btree index-only and filtering every title, stopping at the limit: 165 ms
@@ -103,7 +102,7 @@ SET LOCAL enable_indexonlyscan = off;
 WITH matches AS MATERIALIZED ({{matches_sql}}), firsts AS (SELECT * FROM matches LIMIT %s)
 SELECT ARRAY(
     SELECT pk FROM (SELECT * FROM firsts LIMIT %s) ranked
-    ORDER BY word_similarity({FOLDED_QUERY_SQL}, {UNACCENT_FUNCTION}(title)) DESC, rating_count DESC, pk ASC
+    ORDER BY word_similarity({FOLDED_QUERY_SQL}, folded_title) DESC, rating_count DESC, pk ASC
 ), (SELECT count(*) FROM firsts)"""  # noqa: S608 (constant fragments)
 
 # A ranked search's ids among its candidates, best first, when it covers the whole catalogue: what the ORM compiles
