@@ -24,8 +24,15 @@ from movieapi.filtersets import CachedFormMixin
 from movieapi.pagination import MoviePagination
 from movieapi.renderers import ORJSONRenderer, dumps
 from movies import selectors, services
-from movies.filters import MovieFilterSet, has_list_parameters, unfiltered
-from movies.models import Genre, Movie, Person
+from movies.filters import (
+    GenreFilterSet,
+    MovieFilterSet,
+    PagingOnlyFilterSet,
+    PersonFilterSet,
+    has_list_parameters,
+    unfiltered,
+)
+from movies.models import Genre, Movie, Person, Rating
 from movies.serializers import (
     GenreSerializer,
     MovieSerializer,
@@ -71,6 +78,32 @@ def etag_listed(header: str, etag: str) -> bool:
 
 class MovieFilters(CachedFormMixin, MovieFilterSet):
     """MovieFilterSet with its form class built once per process (movieapi.filtersets)."""
+
+
+class PersonFilters(CachedFormMixin, PersonFilterSet):
+    """PersonFilterSet with its form class built once per process."""
+
+
+class GenreFilters(CachedFormMixin, GenreFilterSet):
+    """GenreFilterSet with its form class built once per process."""
+
+
+class PagingOnlyFilters(CachedFormMixin, PagingOnlyFilterSet):
+    """PagingOnlyFilterSet with its form class built once per process."""
+
+
+class ListParametersMixin:
+    """A list's query parameters (its FilterSet's) apply to the list only: a detail, PATCH or DELETE names its
+    object by id, and a `search` there would turn it into a 404."""
+
+    action: str
+
+    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The FilterSet's work on the list; the queryset as it is otherwise."""
+        if self.action != "list":
+            return queryset
+        filtered: QuerySet[Any] = super().filter_queryset(queryset)  # type: ignore[misc]
+        return filtered
 
 
 class MoviePages(MoviePagination):
@@ -230,12 +263,13 @@ class LocationOnCreateMixin:
         return {"Location": request.build_absolute_uri(reverse(f"{self.basename}-detail", args=[data["id"]]))}
 
 
-class GenreViewSet(LocationOnCreateMixin, viewsets.ModelViewSet):
-    """Genres: anyone reads, curators write; a genre in use cannot be deleted (409)."""
+class GenreViewSet(ListParametersMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
+    """Genres: anyone reads (and searches), curators write; a genre in use cannot be deleted (409)."""
 
     queryset = Genre.objects.all()
     lookup_value_regex = "[0-9]+"
     serializer_class = GenreSerializer
+    filterset_class = GenreFilters
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     extra_problem_codes = {"DELETE": ("409",)}
 
@@ -249,12 +283,13 @@ class GenreViewSet(LocationOnCreateMixin, viewsets.ModelViewSet):
 
 
 @extend_schema_view(retrieve=extend_schema(responses={200: PersonDetailSerializer}))
-class PersonViewSet(LocationOnCreateMixin, viewsets.ModelViewSet):
-    """People: anyone reads (the detail lists their films), curators write."""
+class PersonViewSet(ListParametersMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
+    """People: anyone reads and searches (the detail lists their films), curators write."""
 
     queryset = Person.objects.all()
     lookup_value_regex = "[0-9]+"
     serializer_class = PersonSerializer
+    filterset_class = PersonFilters
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     extra_problem_codes = {"DELETE": ("409",)}
 
@@ -338,8 +373,10 @@ class MyRatingsView(generics.ListAPIView):
 
     permission_classes = [IsAuthenticated]
     serializer_class = RatingSerializer
-    filter_backends: list[Any] = []
+    filterset_class = PagingOnlyFilters  # nothing to filter by, but an unknown parameter is a 400
 
     def get_queryset(self) -> Any:
-        """Only the caller's own ratings."""
+        """Only the caller's own ratings (none while the schema is generated: there is no caller then)."""
+        if getattr(self, "swagger_fake_view", False):
+            return Rating.objects.none()
         return selectors.rating_queryset(user_id=_caller(self.request).pk)
