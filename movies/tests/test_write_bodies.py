@@ -116,7 +116,9 @@ def write(client: APIClient, method: str, movie: Movie, payload: dict[str, Any])
         body = {"title": "Speed", "year": 1994, **payload}
         return client.generic("POST", URL, json.dumps(body), content_type="application/json")
     base = {"version": 1} if method == "patch" else {"title": "T", "year": 2000, "version": 1}
-    return client.generic(method.upper(), detail(movie), json.dumps({**base, **payload}), content_type="application/json")
+    return client.generic(
+        method.upper(), detail(movie), json.dumps({**base, **payload}), content_type="application/json"
+    )
 
 
 @pytest.mark.parametrize("method", ["patch", "put", "post"])
