@@ -43,10 +43,20 @@ IF_MATCH = OpenApiParameter(
     "If-Match",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
-    description="The movie's ETag; the write happens only if it is still current (else 412).",
+    description=(
+        "The movie's ETag, or a comma-separated list of them (RFC 9110, strong comparison: a W/ tag never matches); "
+        "the request is carried out only if one is current, else 412 with the current ETag. `*` names no version: "
+        "on PUT and PATCH it is 428 unless the body has `version`. A value that is not an entity-tag list is 400."
+    ),
 )
 IF_NONE_MATCH = OpenApiParameter(
-    "If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, description="An ETag you hold: 304 if still current."
+    "If-None-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description=(
+        'ETags you hold (RFC 9110, weak comparison: W/"x" matches "x"; `*` matches any): 304 if one is '
+        "current. A value that is not an entity-tag list is 400."
+    ),
 )
 ETAG_HEADER = {"ETag": OpenApiResponse(description="Strong ETag of this representation.")}
 

@@ -106,7 +106,8 @@ MALFORMED = [
 def test_a_malformed_entity_tag_list_on_a_read_is_400_naming_the_header(
     anon: APIClient, movie: Movie, name: str, header: str
 ) -> None:
-    response = anon.get(detail(movie), **{name: header})
+    headers: dict[str, Any] = {name: header}
+    response = anon.get(detail(movie), **headers)
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
     problem = response.json()
@@ -164,7 +165,7 @@ def test_a_stale_if_match_is_412_carrying_the_current_etag_and_version(
 def test_a_409_carries_the_current_etag_and_version(curator_client: APIClient, movie: Movie, via: str) -> None:
     curator_client.patch(detail(movie), {"title": "first", "version": 1}, format="json")
     etag, _ = current(curator_client, movie)
-    headers = {"HTTP_IF_MATCH": etag} if via == "if-match-and-body" else {}
+    headers: dict[str, Any] = {"HTTP_IF_MATCH": etag} if via == "if-match-and-body" else {}
     response = curator_client.patch(detail(movie), {"title": "second", "version": 1}, format="json", **headers)
     assert response.status_code == 409
     assert response["ETag"] == etag

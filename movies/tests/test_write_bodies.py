@@ -43,7 +43,7 @@ def test_patch_naming_nothing_to_change_is_400_and_writes_nothing(
     curator_client: APIClient, movie: Movie, body: dict[str, Any], headers: dict[str, bool]
 ) -> None:
     before = stored(movie)
-    extra = {"HTTP_IF_MATCH": curator_client.get(detail(movie))["ETag"]} if headers else {}
+    extra: dict[str, Any] = {"HTTP_IF_MATCH": curator_client.get(detail(movie))["ETag"]} if headers else {}
     response = curator_client.patch(detail(movie), body, format="json", **extra)
     assert response.status_code == 400, response.content
     assert response["Content-Type"] == "application/problem+json"
@@ -115,7 +115,7 @@ def write(client: APIClient, method: str, movie: Movie, payload: dict[str, Any])
     if method == "post":
         body = {"title": "Speed", "year": 1994, **payload}
         return client.generic("POST", URL, json.dumps(body), content_type="application/json")
-    base = {"version": 1} if method == "patch" else {"title": "T", "year": 2000, "version": 1}
+    base: dict[str, Any] = {"version": 1} if method == "patch" else {"title": "T", "year": 2000, "version": 1}
     return client.generic(
         method.upper(), detail(movie), json.dumps({**base, **payload}), content_type="application/json"
     )
