@@ -220,8 +220,10 @@ class ChangeRequiredMixin:
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """400 for a partial update that names nothing to change."""
-        writable = [name for name in self.writable_field_names() if name not in self.precondition_fields]
-        if self.partial and not any(name in attrs for name in writable):
+        # attrs holds only validated writable fields (read-only ones never reach it): anything but a precondition
+        # is a change.
+        if self.partial and not attrs.keys() - self.precondition_fields:
+            writable = [name for name in self.writable_field_names() if name not in self.precondition_fields]
             raise serializers.ValidationError(f"Nothing to change: name at least one of {', '.join(writable)}.")
         validated: dict[str, Any] = super().validate(attrs)  # type: ignore[misc]
         return validated
