@@ -59,6 +59,19 @@ def test_if_none_match_that_matches_weakly_is_304(anon: APIClient, movie: Movie,
     assert "Content-Type" not in response
 
 
+def test_a_304_repeats_the_200s_vary_and_cors_headers(anon: APIClient, movie: Movie, settings: Any) -> None:
+    """RFC 9110 15.4.5: a 304 has the Vary (and caching headers) the 200 would have; here, the CORS middleware's."""
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example"]
+    origin = {"HTTP_ORIGIN": "https://app.example"}
+    full = anon.get(detail(movie), **origin)
+    response = anon.get(detail(movie), HTTP_IF_NONE_MATCH=weak(full["ETag"]), **origin)
+    assert response.status_code == 304
+    repeated = ["ETag", "Vary", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Cache-Control"]
+    assert {name: response.get(name) for name in repeated} == {name: full.get(name) for name in repeated}
+    assert full["Vary"].lower() == "origin"
+    assert response.get("Content-Length", full["Content-Length"]) == full["Content-Length"]
+
+
 @pytest.mark.parametrize("method", ["get", "head"])
 @pytest.mark.parametrize("header", ['"other"', '"other", W/"another"', "", " , "])
 def test_if_none_match_that_does_not_match_is_the_full_answer(
