@@ -218,7 +218,9 @@ class MovieViewSet(viewsets.ModelViewSet):
                     )
                     serializer.save()  # a `version` in the body still wins: movie_update checks it (409)
         except VersionConflict as conflict:
-            raise with_current_etag(conflict) from None
+            if conflict.current_row is not None:  # the row the failed write read: the ETag beside its version
+                conflict.headers["ETag"] = row_etag(conflict.current_row)
+            raise
         return self._represent(movie_id, row=serializer.written_row)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -284,13 +286,6 @@ NONE_MATCH_ON_WRITE = (
     "If-None-Match matches the current ETag (or is `*` and the movie exists), so the write was refused. "
     "This answer's ETag header and `current_version` say what the movie is now."
 )
-
-
-def with_current_etag(conflict: VersionConflict) -> VersionConflict:
-    """A 409 with the current ETag beside `current_version`, both from the row its failed write read."""
-    if conflict.current_row is not None:
-        conflict.headers["ETag"] = row_etag(conflict.current_row)
-    return conflict
 
 
 class LocationOnCreateMixin:
