@@ -155,6 +155,11 @@ def _validation_detail(errors: dict[str, list[str]]) -> str:
     return f"The request has invalid values in: {fields}. See `errors` for what to fix."
 
 
+def _is_write(context: dict[str, Any]) -> bool:
+    request = context.get("request")
+    return request is not None and request.method not in {"GET", "HEAD", "OPTIONS"}
+
+
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Answer every exception a DRF view raises with problem+json (DRF's EXCEPTION_HANDLER hook)."""
     if isinstance(exc, RequestDataTooBig):
@@ -192,7 +197,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             detail = str(exc.detail)
     if isinstance(exc, ServiceUnavailable):
         response["Retry-After"] = "1"
-    elif isinstance(exc, VersionConflict | PreconditionFailed):
+    elif isinstance(exc, VersionConflict | PreconditionFailed) and _is_write(context):
+        # The metric counts refused writes; a GET's failing If-Match is a read that changed nothing.
         VERSION_CONFLICTS.labels(str(response.status_code)).inc()
     response.data = problem(response.status_code, detail, problem_type=problem_type, title=title, **extra)
     response.content_type = PROBLEM_CONTENT_TYPE

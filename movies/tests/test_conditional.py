@@ -62,7 +62,7 @@ def test_if_none_match_that_matches_weakly_is_304(anon: APIClient, movie: Movie,
 def test_a_304_repeats_the_200s_vary_and_cors_headers(anon: APIClient, movie: Movie, settings: Any) -> None:
     """RFC 9110 15.4.5: a 304 has the Vary (and caching headers) the 200 would have; here, the CORS middleware's."""
     settings.CORS_ALLOWED_ORIGINS = ["https://app.example"]
-    origin = {"HTTP_ORIGIN": "https://app.example"}
+    origin: dict[str, Any] = {"HTTP_ORIGIN": "https://app.example"}
     full = anon.get(detail(movie), **origin)
     response = anon.get(detail(movie), HTTP_IF_NONE_MATCH=weak(full["ETag"]), **origin)
     assert response.status_code == 304
@@ -256,3 +256,16 @@ def test_a_write_with_preconditions_to_a_missing_movie_is_404(curator_client: AP
     missing = f"{URL}999999/"
     assert curator_client.patch(missing, {"title": "X"}, format="json", HTTP_IF_MATCH="not a tag").status_code == 404
     assert curator_client.delete(missing, HTTP_IF_NONE_MATCH="*").status_code == 404
+
+
+def test_the_conflicts_metric_counts_refused_writes_not_reads(curator_client: APIClient, movie: Movie) -> None:
+    from movieapi.metrics import VERSION_CONFLICTS
+
+    refused = VERSION_CONFLICTS.labels("412")
+    before = refused._value.get()
+    assert curator_client.get(detail(movie), HTTP_IF_MATCH='"stale"').status_code == 412
+    assert refused._value.get() == before
+    assert (
+        curator_client.patch(detail(movie), {"title": "X"}, format="json", HTTP_IF_MATCH='"stale"').status_code == 412
+    )
+    assert refused._value.get() == before + 1
