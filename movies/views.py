@@ -97,7 +97,7 @@ def _movie_id(kwargs: dict[str, Any]) -> int:
     list=extend_schema(summary="List movies"),
     retrieve=extend_schema(
         summary="A movie",
-        parameters=[IF_NONE_MATCH],
+        parameters=[IF_MATCH, IF_NONE_MATCH],
         responses={200: MovieSerializer, 304: OpenApiResponse(description="Not modified")},
     ),
     create=extend_schema(
@@ -105,17 +105,17 @@ def _movie_id(kwargs: dict[str, Any]) -> int:
     ),
     update=extend_schema(
         summary="Replace a movie (curators; needs `version` or If-Match)",
-        parameters=[IF_MATCH],
+        parameters=[IF_MATCH, IF_NONE_MATCH],
         request=MovieWriteSerializer,
         responses={200: MovieSerializer},
     ),
     partial_update=extend_schema(
         summary="Change some fields of a movie (curators; needs `version` or If-Match)",
-        parameters=[IF_MATCH],
+        parameters=[IF_MATCH, IF_NONE_MATCH],
         request=MovieWriteSerializer,
         responses={200: MovieSerializer},
     ),
-    destroy=extend_schema(summary="Delete a movie (curators; If-Match optional)", parameters=[IF_MATCH]),
+    destroy=extend_schema(summary="Delete a movie (curators; If-Match optional)", parameters=[IF_MATCH, IF_NONE_MATCH]),
 )
 class MovieViewSet(viewsets.ModelViewSet):
     """Movies: anyone reads, curators write; PUT and PATCH are versioned (optimistic concurrency)."""
@@ -125,7 +125,14 @@ class MovieViewSet(viewsets.ModelViewSet):
     serializer_class = MovieSerializer
     filterset_class = MovieFilters
     pagination_class = MoviePages
-    extra_problem_codes = {"PUT": ("409", "412", "428"), "PATCH": ("409", "412", "428"), "DELETE": ("409", "412")}
+    # A conditional GET (the detail; keyed by method, so the list is said to answer them too) answers 400 for a
+    # malformed If-Match / If-None-Match and 412 for a failing If-Match; a DELETE 400 for a malformed one.
+    extra_problem_codes = {
+        "GET": ("400", "412"),
+        "PUT": ("409", "412", "428"),
+        "PATCH": ("409", "412", "428"),
+        "DELETE": ("400", "409", "412"),
+    }
 
     # No get_queryset: filters and pages need plain movies (their ids); representations come from the selectors'
     # prepared statements, so nothing builds the annotated queryset (DRF's permission check asks for it too).

@@ -269,3 +269,14 @@ def test_the_conflicts_metric_counts_refused_writes_not_reads(curator_client: AP
         curator_client.patch(detail(movie), {"title": "X"}, format="json", HTTP_IF_MATCH='"stale"').status_code == 412
     )
     assert refused._value.get() == before + 1
+
+
+def test_the_schema_documents_the_conditional_answers(anon: APIClient) -> None:
+    """What a schema-driven client may send (both headers on every detail operation) and what it gets back."""
+    schema = anon.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    movie = schema["paths"]["/api/v1/movies/{id}/"]
+    for method in ("get", "put", "patch", "delete"):
+        headers = {p["name"] for p in movie[method].get("parameters", []) if p["in"] == "header"}
+        assert headers >= {"If-Match", "If-None-Match"}, method
+    assert set(movie["get"]["responses"]) >= {"200", "304", "400", "404", "412"}
+    assert set(movie["delete"]["responses"]) >= {"204", "400", "404", "412"}
