@@ -21,7 +21,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "movieapi_bench_import"
 GENRES = ["Action", "Adventure", "Comedy", "Crime", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller", "Western"]
 FIRST = ["Ada", "Ben", "Cleo", "Dev", "Eva", "Finn", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea", "Max", "Nia", "Oto"]
 LAST = ["Stone", "Reyes", "Okafor", "Lind", "Moreau", "Tanaka", "Silva", "Novak", "Kowal", "Berg", "Haas", "Ito"]
@@ -72,17 +71,20 @@ def bench_database_url() -> str:
         from movieapi.embedded_db import embedded_database_url
 
         base = embedded_database_url(ROOT / ".data" / "postgres")
-    return urlunsplit(urlsplit(base)._replace(path="/" + BENCH_DB))
+    # A database of its own beside DATABASE_URL's (`<name>_bench_import`): dropped and created on every run.
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/') or '/movieapi'}_bench_import"))
 
 
 def recreate_database(url: str) -> None:
     import psycopg
     from psycopg import sql
 
+    name = urlsplit(url).path.lstrip("/")
     admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def main() -> None:
