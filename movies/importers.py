@@ -79,6 +79,8 @@ _SLUG = re.compile(SLUG_RE)
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _MOVIELENS_TITLE = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[-\u2013]\d{0,4})?\)\s*$")
 _MOVIELENS_ARTICLE = re.compile(r"^(?P<rest>.+), (?P<article>The|A|An)$")
+# MovieLens adds the original title in parentheses: "Amelie (Fabuleux destin d'Amélie Poulain, Le) (2001)".
+_MOVIELENS_ALSO_KNOWN = re.compile(r"^(?P<title>.*\S)\s+\((?:a\.k\.a\. )?[^()]+\)$")
 
 
 class InputUnusable(Exception):
@@ -529,7 +531,7 @@ class Source:
     """Items from one input, and a hook that completes a batch of records before it is written."""
 
     file = ""
-    # The source's name in the precedence (Precedence) and in each movie's `field_sources`.
+    # The source's name in the precedence (Precedence).
     name = "ours"
     # Whether two batches may be written at once: only when every person is named by a unique IMDb id
     # (people matched by name alone could be created twice by two concurrent transactions).
@@ -541,6 +543,11 @@ class Source:
     renames_people = False
     # The relations a new movie gets from write_credits (in SQL, not on the record): claimed for the source.
     sql_credits: frozenset[str] = frozenset()
+
+    @property
+    def origin(self) -> str:
+        """What a movie's `field_sources` records: the source's name, and for our files the file's name too."""
+        return self.name
 
     def items(self) -> Iterator[Item]:
         raise NotImplementedError
@@ -563,6 +570,11 @@ class Source:
 class OurSource(Source):
     def __init__(self, path: Path, fmt: str) -> None:
         self.path, self.fmt, self.file = path, fmt, path.name
+
+    @property
+    def origin(self) -> str:
+        """`ours:<file name>`: two of our files that disagree cannot take a field from each other in turns."""
+        return f"{self.name}:{self.file}"
 
     def items(self) -> Iterator[Item]:
         readers: dict[str, Callable[[TextIO], Iterator[Item]]] = {
@@ -635,6 +647,9 @@ class MovieLensSource(Source):
                     yield line, RowRejected("year", f"no '(year)' at the end of the title {row[title_col][:60]!r}")
                     continue
                 title = match["title"]
+                also_known = _MOVIELENS_ALSO_KNOWN.match(title)
+                if also_known:
+                    title = also_known["title"]
                 article = _MOVIELENS_ARTICLE.match(title)
                 if article:  # "Matrix, The" -> "The Matrix"
                     title = f"{article['article']} {article['rest']}"
@@ -1170,8 +1185,9 @@ class Precedence:
         self.order = (CURATOR, *names)
         self._rank = {name: len(self.order) - index for index, name in enumerate(self.order)}
 
-    def rank(self, source: str | None) -> int:
-        return self._rank.get(source or "", 0)
+    def rank(self, origin: str | None) -> int:
+        """The rank of a source or of an origin in `field_sources` (`ours:<file>` ranks as `ours`)."""
+        return self._rank.get((origin or "").partition(":")[0], 0)
 
 
 @dataclass(slots=True)
@@ -1370,7 +1386,7 @@ class BatchWriter:
         """A new movie's provenance: the fields the row carries, and the credits its source writes in SQL."""
         names = [name for name in PROVENANCE_FIELDS if record.carries(name)]
         names += [name for name in self.source.sql_credits if name in record.present and name not in names]
-        return dict.fromkeys(sorted(names), self.source.name)
+        return dict.fromkeys(sorted(names), self.source.origin)
 
     def _plan(
         self,
@@ -1389,16 +1405,18 @@ class BatchWriter:
         values = dict(zip(SCALARS, scalars, strict=True))
         sources = dict(owners)
         bump = False
-        rank, name = self.rank, self.source.name
+        rank, origin = self.rank, self.source.origin
         plan = Plan(values, sources, False)
 
         def take(field_name: str, differs: bool) -> bool:
-            """Whether the record writes this field; records the claim."""
-            owner_rank = self.precedence.rank(owners.get(field_name))
-            if not record.carries(field_name) or rank < owner_rank:
+            """Whether the record writes this field; records the claim. Of two origins of one rank (two of our
+            files), the first to set a field keeps it: the same file again may change it."""
+            owner = owners.get(field_name)
+            owner_rank = self.precedence.rank(owner)
+            if not record.carries(field_name) or rank < owner_rank or (rank == owner_rank and owner != origin):
                 return False
             if differs or (claim_equal and rank > owner_rank):
-                sources[field_name] = name
+                sources[field_name] = origin
             return differs
 
         for field_name in SCALARS:
@@ -1508,7 +1526,8 @@ class BatchWriter:
 
         def resolve(key: tuple[int, tuple[str, str]], candidates: list[tuple[int, str | None]]) -> bool:
             ref = refs[key][1]
-            fits = [(pk, nm) for pk, nm in candidates if nm is None or nm == ref.imdb_id]
+            # A person with another nm id is someone else; a name without an id may be anyone of that name.
+            fits = [(pk, nm) for pk, nm in candidates if not ref.imdb_id or nm is None or nm == ref.imdb_id]
             if len({pk for pk, _ in fits}) != 1:
                 return False
             pk, nm = fits[0]

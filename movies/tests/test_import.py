@@ -148,7 +148,7 @@ def test_the_import_sees_a_write_made_through_the_api_path_and_leaves_it(tmp_pat
     movie.refresh_from_db()
     assert (movie.title, movie.runtime, movie.overview, movie.version) == ("Edited", 140, "New overview.", 3)
     assert movie.field_sources["title"] == "curator"
-    assert movie.field_sources["overview"] == "ours"
+    assert movie.field_sources["overview"] == "ours:m.json"
 
 
 def test_fields_a_file_does_not_carry_are_left_alone(tmp_path: Path) -> None:
