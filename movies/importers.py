@@ -1269,7 +1269,7 @@ class BatchWriter:
         cursor = raw_cursor()
         counts = Counts()
         genre_ids = self._genres(cursor, {slug for record in records for slug in record.genres})
-        matched, own, ambiguous = self._match(cursor, records)
+        matched, ambiguous = self._match(cursor, records)
         for record, reason in ambiguous:
             counts.notes.append(RowError(record.file, record.line, "title", reason))
         if ambiguous:
@@ -1287,7 +1287,9 @@ class BatchWriter:
             row = matched.get(id(record))
             if row is None:
                 continue
-            plan = self._plan(record, row, relations[row[0]], people, genre_ids, claim_equal=id(record) not in own)
+            # A row carrying the movie's own id is this catalogue's export: it asserts nothing its values do not.
+            own = record.row_id == str(row[0])
+            plan = self._plan(record, row, relations[row[0]], people, genre_ids, claim_equal=not own)
             if plan.bump:
                 counts.updated += 1
                 counts.linked += int(row[6] is None and plan.values["imdb_id"] is not None)
@@ -1626,9 +1628,8 @@ class BatchWriter:
 
     def _match(
         self, cursor: psycopg.Cursor[Any], records: list[MovieRecord]
-    ) -> tuple[dict[int, tuple[Any, ...]], set[int], list[tuple[MovieRecord, str]]]:
-        """Existing movies for the records, locked: (id(record) -> row, the records matched by their own id,
-        the ambiguous records with the reason).
+    ) -> tuple[dict[int, tuple[Any, ...]], list[tuple[MovieRecord, str]]]:
+        """Existing movies for the records, locked: (id(record) -> row, the ambiguous records with the reason).
 
         1. By IMDb id. 2. By the row's own id, when the movie with that id has the same normalised title and year
         (and no other IMDb id): an export re-imported onto its own catalogue. 3. By normalised title and year, among
@@ -1654,7 +1655,6 @@ class BatchWriter:
             pk = by_imdb.get(record.imdb_id) if record.imdb_id else None
             if pk is None or not take(record, pk):
                 rest.append(record)
-        own: set[int] = set()
         with_id = [r for r in rest if r.row_id is not None and r.row_id.isdigit() and len(r.row_id) < 19]
         if with_id:
             cursor.execute(
@@ -1669,8 +1669,7 @@ class BatchWriter:
                 ],
             )
             for n, pk in cursor.fetchall():
-                if take(with_id[n - 1], pk):
-                    own.add(id(with_id[n - 1]))
+                take(with_id[n - 1], pk)
             rest = [r for r in rest if id(r) not in wanted]
         ambiguous: list[tuple[MovieRecord, str]] = []
         if any(r.imdb_id for r in rest):
@@ -1701,7 +1700,7 @@ class BatchWriter:
             if tied:
                 ambiguous = self._tie_break(cursor, tied, take)
         if not wanted:
-            return {}, own, ambiguous
+            return {}, ambiguous
         # Lock in id order (no deadlocks between importers); the UPDATE checks the version read here.
         cursor.execute(
             f"SELECT {_MOVIE_COLUMNS} FROM movies_movie WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",  # noqa: S608
@@ -1717,7 +1716,7 @@ class BatchWriter:
                 continue
             if (row[6] is not None and record.imdb_id is not None) or row[3] != record.year:
                 raise BatchConflict
-        return matched, own, ambiguous
+        return matched, ambiguous
 
     @staticmethod
     def _tie_break(
