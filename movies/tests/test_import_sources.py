@@ -335,7 +335,7 @@ def test_two_of_our_files_that_disagree_do_not_take_turns(tmp_path: Path) -> Non
 
 
 def export_rows() -> list[dict[str, Any]]:
-    """The catalogue as `export_movies` writes it, with each movie's `id` (the contract with the export)."""
+    """The catalogue in the export's shape (with each movie's `id`), to compare two catalogues by."""
     rows = []
     for movie in Movie.objects.prefetch_related("genres", "directors", "cast__person").order_by("id"):
         rows.append(
@@ -374,8 +374,9 @@ def shape() -> list[tuple[Any, ...]]:
     )
 
 
+@pytest.mark.parametrize("name", ["export.jsonl", "export.csv.gz", "export.json"])
 def test_an_export_round_trips_into_an_empty_catalogue_and_onto_its_own(
-    tmp_path: Path, curator_client: APIClient
+    tmp_path: Path, curator_client: APIClient, name: str
 ) -> None:
     """Two id-less movies with the same title and year (the API accepts them) survive; re-importing changes nothing."""
     for _ in range(2):
@@ -384,8 +385,8 @@ def test_an_export_round_trips_into_an_empty_catalogue_and_onto_its_own(
     assert (
         run(imdb_folder(tmp_path))[0] == 0
     )  # The Matrix Reloaded's fields come from IMDb: the export must not claim them
-    path = tmp_path / "export.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in export_rows()), encoding="utf-8")
+    path = tmp_path / name
+    call_command("export_movies", str(path), stdout=io.StringIO(), stderr=io.StringIO())
     before, expected = catalogue(), shape()
 
     code, out, _ = run(path)  # onto its own catalogue
