@@ -414,3 +414,20 @@ def test_an_export_of_another_catalogue_never_matches_by_id_alone(tmp_path: Path
     some.refresh_from_db()
     assert (some.title, some.version) != ("Something Else", 2)
     assert Movie.objects.filter(title="Something Else").count() == 1
+
+
+def test_imdb_credits_of_new_movies_link_the_one_person_of_that_name(tmp_path: Path) -> None:
+    """New movies' credits are written in SQL: a person without an nm id whose name is the only one of its kind
+    learns the id; a name two people share is not guessed (a new person with the nm id is created)."""
+    keanu = Person.objects.create(name="KEANU REEVES")
+    twins = [Person.objects.create(name="Jackie Coogan") for _ in range(2)]
+
+    assert run(imdb_folder(tmp_path))[0] == 0
+
+    keanu.refresh_from_db()
+    assert keanu.imdb_id == "nm0000206"
+    assert Person.objects.filter(name__iexact="keanu reeves").count() == 1
+    assert {p.imdb_id for p in Person.objects.filter(pk__in=[t.pk for t in twins])} == {None}
+    assert Person.objects.get(imdb_id="nm0001067").name == "Jackie Coogan"
+    reloaded = Movie.objects.get(imdb_id="tt0234215")
+    assert list(reloaded.cast.values_list("person_id", flat=True)) == [keanu.pk]
