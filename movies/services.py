@@ -82,7 +82,9 @@ def movie_create(*, data: MovieData) -> Movie:
     fields: dict[str, Any] = {name: data[name] for name in SCALAR_FIELDS if name in data}  # type: ignore[literal-required]
     try:
         with transaction.atomic():
-            movie = Movie.objects.create(**fields, field_sources=dict.fromkeys(sorted(data), CURATOR))
+            # A new movie's empty fields were not set by anyone: an import may still fill them.
+            claims = sorted(name for name, value in data.items() if value not in (None, "") and value != [])
+            movie = Movie.objects.create(**fields, field_sources=dict.fromkeys(claims, CURATOR))
             _write_relations(movie, data)
     except IntegrityError as exc:
         raise _imdb_id_taken(exc) from exc

@@ -431,3 +431,22 @@ def test_imdb_credits_of_new_movies_link_the_one_person_of_that_name(tmp_path: P
     assert Person.objects.get(imdb_id="nm0001067").name == "Jackie Coogan"
     reloaded = Movie.objects.get(imdb_id="tt0234215")
     assert list(reloaded.cast.values_list("person_id", flat=True)) == [keanu.pk]
+
+
+def test_a_movie_a_curator_created_gets_its_empty_fields_from_an_import(
+    tmp_path: Path, curator_client: APIClient
+) -> None:
+    created = curator_client.post(MOVIES, {"title": "Solo", "year": 2005, "runtime": 99}, format="json").json()
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps([{"title": "Solo", "year": 2005, "runtime": 100, "overview": "From a file."}]))
+
+    assert run(path)[0] == 0
+
+    movie = Movie.objects.get(pk=created["id"])
+    assert (movie.runtime, movie.overview) == (99, "From a file.")
+    assert movie.field_sources == {
+        "title": "curator",
+        "year": "curator",
+        "runtime": "curator",
+        "overview": "ours:m.json",
+    }
