@@ -402,18 +402,33 @@ def test_an_export_round_trips_into_an_empty_catalogue_and_onto_its_own(
 
 
 def test_an_export_of_another_catalogue_never_matches_by_id_alone(tmp_path: Path) -> None:
+    """Its ids are its own: one that happens to be a movie's here hits nothing; two rows with distinct ids are
+    two movies even with the same title and year."""
     assert run(SAMPLE)[0] == 0
     some = Movie.objects.order_by("id").first()
     assert some is not None
+    before = (some.title, some.version)
     path = tmp_path / "other.json"
-    path.write_text(json.dumps([{"id": some.pk, "title": "Something Else", "year": 2011}]))
+    path.write_text(
+        json.dumps(
+            [
+                {"id": some.pk, "title": "Something Else", "year": 2011, "runtime": 80},
+                {"id": some.pk + 1, "title": "Something Else", "year": 2011, "runtime": 81},
+            ]
+        )
+    )
 
     code, out, _ = run(path)
 
-    assert (code, "created: 1," in out) == (0, True)
+    assert (code, "created: 2," in out) == (0, True)
     some.refresh_from_db()
-    assert (some.title, some.version) != ("Something Else", 2)
-    assert Movie.objects.filter(title="Something Else").count() == 1
+    assert (some.title, some.version) == before
+    assert sorted(Movie.objects.filter(title="Something Else").values_list("runtime", flat=True)) == [80, 81]
+    # Loaded again, nothing tells which of the two is which (their ids are another catalogue's): both rows are
+    # reported as ambiguous, and nothing is duplicated or guessed.
+    code, out, _ = run(path)
+    assert (code, "created: 0, updated: 0, unchanged: 0, linked: 0, merged: 0, ambiguous: 2," in out) == (1, True)
+    assert Movie.objects.filter(title="Something Else").count() == 2
 
 
 def test_imdb_credits_of_new_movies_link_the_one_person_of_that_name(tmp_path: Path) -> None:
