@@ -76,8 +76,8 @@ WHERE u.is_superuser
 TOKEN_DIGEST, TOKEN_EXPIRY, USER_IS_ACTIVE, USER_PERMISSIONS = 0, 4, 14, 16
 TOKEN_KEY_LENGTH = 15  # knox CONSTANTS.TOKEN_KEY_LENGTH
 RUNTIME_UPDATE_SQL = represented_update_sql(
-    'UPDATE "movies_movie" SET "runtime" = %s, version = version + 1, updated_at = statement_timestamp() '
-    "WHERE id = %s AND version = %s"
+    'UPDATE "movies_movie" SET "runtime" = %s, field_sources = field_sources || \'{"runtime": "curator"}\'::jsonb, '
+    "version = version + 1, updated_at = statement_timestamp() WHERE id = %s AND version = %s"
 )
 MAX_RUNTIME = 60000  # movies.models.MAX_RUNTIME
 

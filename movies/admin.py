@@ -23,7 +23,7 @@ from rest_framework.exceptions import NotFound
 from movieapi.errors import VersionConflict
 from movies import selectors, services
 from movies.filters import search_genres, search_movies, search_people
-from movies.models import MIN_YEAR, CastMember, Genre, Movie, Person, Rating
+from movies.models import MIN_YEAR, PROVENANCE_FIELDS, CastMember, Genre, Movie, Person, Rating
 from movies.serializers import max_year
 
 ESTIMATE_ABOVE = 10_000
@@ -287,12 +287,18 @@ class MovieAdmin(FastListMixin, admin.ModelAdmin):
     list_filter = (GenreFilter, DecadeFilter, RatingFilter)
     search_fields = ("title",)
     autocomplete_fields = ("genres", "directors")
-    readonly_fields = ("version", "rating", "created_at", "updated_at")
+    readonly_fields = ("version", "rating", "created_at", "updated_at", "sources")
     fieldsets = (
         (None, {"fields": ("title", "year", "runtime", "imdb_id", "overview", "genres", "directors")}),
-        ("Record", {"fields": ("based_on_version", "version", "rating", "created_at", "updated_at")}),
+        ("Record", {"fields": ("based_on_version", "version", "rating", "created_at", "updated_at", "sources")}),
     )
     ordering = ("-id",)
+
+    @admin.display(description="field sources")
+    def sources(self, movie: Movie) -> str:
+        """Where each field's value came from: imports never overwrite a curator's (docs/loading-data.md)."""
+        known = movie.field_sources or {}
+        return ", ".join(f"{name}: {known.get(name, 'unknown')}" for name in PROVENANCE_FIELDS) if movie.pk else "-"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Movie]:
         """Genres prefetched (one query per page); the search vector and overview are never read."""
@@ -360,8 +366,12 @@ class MovieAdmin(FastListMixin, admin.ModelAdmin):
         if cast is not None:
             data["cast"] = cast.roles()
         if change:
+            # The form sends every field; a curator's provenance goes to the ones they changed.
+            claimed = [name for name in form.changed_data if name in PROVENANCE_FIELDS]
+            if cast is not None and cast.has_changed():
+                claimed.append("cast")
             form.instance.version = services.movie_update(
-                movie_id=form.instance.pk, expected_version=cleaned["based_on_version"], data=data
+                movie_id=form.instance.pk, expected_version=cleaned["based_on_version"], data=data, claimed=claimed
             ).version
         else:
             movie = services.movie_create(data=data)

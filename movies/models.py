@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.contrib.postgres.search import SearchConfig, SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import Case, F, Func, Q, When
+from django.db.models import Case, F, Func, Q, Value, When
 from django.db.models.functions import Cast, Lower, Round
 
 from movies.sql import NAME_SEARCH_CONFIG, OVERVIEW_SEARCH_CONFIG, TITLE_SEARCH_CONFIG, UNACCENT_FUNCTION
@@ -26,6 +26,15 @@ MAX_GENRES = 10
 IMDB_TITLE_RE = r"^tt[0-9]{7,}$"
 IMDB_NAME_RE = r"^nm[0-9]{7,}$"
 SLUG_RE = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+# The fields of a movie whose source `Movie.field_sources` remembers (README: docs/loading-data.md).
+PROVENANCE_FIELDS = ("title", "year", "runtime", "overview", "imdb_id", "genres", "directors", "cast")
+# What a curator writes through the API or the admin: above every import source.
+CURATOR = "curator"
+
+
+def match_key(expression: str) -> Func:
+    """`movies_match_key(<column>)`: the SQL function (migration 0009) that titles and names are matched by."""
+    return Func(F(expression), function="movies_match_key", output_field=models.TextField())
 
 
 def unaccented(expression: Any) -> Func:
@@ -78,6 +87,8 @@ class Person(models.Model):
             # accent-blind (migration 0008).
             GinIndex(words_of(F("name"), NAME_SEARCH_CONFIG), name="person_name_search"),
             GinIndex(OpClass(unaccented(F("name")), name="gin_trgm_ops"), name="person_name_trgm"),
+            # The importers find a person without an IMDb id by their name, normalised (movies/importers.py).
+            models.Index(match_key("name"), name="person_name_key"),
         ]
 
     def __str__(self) -> str:
@@ -93,6 +104,9 @@ class Movie(models.Model):
     genres = models.ManyToManyField(Genre, related_name="movies", blank=True)
     directors = models.ManyToManyField(Person, related_name="directed_movies", blank=True)
     version = models.PositiveIntegerField(default=1, editable=False)
+    # Where each field's value came from ({"runtime": "imdb", "title": "curator", ...}; PROVENANCE_FIELDS): an import
+    # never overwrites a field a curator or a higher-ranked source set. Not part of the representation or version.
+    field_sources = models.JSONField(default=dict, db_default=Value({}, models.JSONField()), editable=False)
     # Ratings are kept as an exact sum and count, written in the same transaction as the rating rows.
     rating_count = models.PositiveIntegerField(default=0, editable=False)
     rating_sum = models.PositiveBigIntegerField(default=0, editable=False)
@@ -152,6 +166,8 @@ class Movie(models.Model):
             models.Index(Lower("title"), name="movie_title_lower"),
             # Typos (movies/sql.py TYPO_MATCH_SQL): the unaccented title's trigrams (migration 0008).
             GinIndex(OpClass(unaccented(F("title")), name="gin_trgm_ops"), name="movie_title_trgm"),
+            # A row without an IMDb id finds its movie by normalised title and year (movies/importers.py).
+            models.Index(match_key("title"), "year", name="movie_title_key_year"),
             # The title words alone (movies/sql.py TITLE_MATCH_SQL): a search's candidates are its title matches
             # first, so a word in many overviews cannot crowd a title out of the ranking (migrations 0005, 0008).
             GinIndex(words_of(F("title"), TITLE_SEARCH_CONFIG), name="movie_title_search"),

@@ -243,3 +243,20 @@ def test_a_write_landing_between_the_form_check_and_the_save_is_not_overwritten(
     assert "it is now at version 2" in response.content.decode()
     movie.refresh_from_db()
     assert (movie.title, movie.version) == ("Rival", 2)
+
+
+def test_an_admin_save_records_the_curator_for_the_fields_it_changed_and_shows_provenance(
+    web: Client, movie: Movie
+) -> None:
+    """Provenance is visible on the change page; a save claims only what the curator changed (docs/loading-data.md)."""
+    Movie.objects.filter(pk=movie.pk).update(field_sources={"title": "imdb", "runtime": "ours:sample_movies.json"})
+    page = web.get(change_url(movie)).content.decode()
+    assert "Field sources" in page
+    assert "title: imdb, year: unknown, runtime: ours:sample_movies.json" in page
+
+    response = web.post(change_url(movie), form_data(web, movie, runtime="140"))
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    movie.refresh_from_db()
+    assert (movie.runtime, movie.version) == (140, 2)
+    assert movie.field_sources == {"title": "imdb", "runtime": "curator"}

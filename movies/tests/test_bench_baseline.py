@@ -65,7 +65,7 @@ def test_baseline_sends_the_apis_patch_statements(baseline: ModuleType) -> None:
     assert [names[i] for i in (baseline.TOKEN_DIGEST, baseline.TOKEN_EXPIRY)] == ["digest", "expiry"]
     assert [names[i] for i in (baseline.USER_IS_ACTIVE, baseline.USER_PERMISSIONS)] == ["is_active", "permissions"]
     assert baseline.TOKEN_KEY_LENGTH == CONSTANTS.TOKEN_KEY_LENGTH
-    assert represented_update_sql(_conditional_update_sql(("runtime",))) == baseline.RUNTIME_UPDATE_SQL
+    assert represented_update_sql(_conditional_update_sql(("runtime",), ("runtime",))) == baseline.RUNTIME_UPDATE_SQL
     assert baseline.MAX_RUNTIME == MAX_RUNTIME
 
 
