@@ -42,6 +42,9 @@ class ChunkedBodyReader:
     and sets CONTENT_LENGTH, so that everything after it (BodySizeLimitMiddleware, the parsers, the admin's forms)
     sees one kind of request. A body over the limit is cut at limit + 1 bytes and declared so: it can only be
     refused (413), never read short. Bodies are held in memory, as Django holds any body it parses.
+
+    A server that leaves the chunk framing in wsgi.input, or cannot say where the body ends (no
+    wsgi.input_terminated: runserver's wsgiref), gets 411: reading there could return the framing or block.
     """
 
     def __init__(self, application: Callable[..., Any]) -> None:
@@ -49,6 +52,14 @@ class ChunkedBodyReader:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("HTTP_TRANSFER_ENCODING") and not environ.get("CONTENT_LENGTH"):
+            if not environ.get("wsgi.input_terminated"):
+                detail = "This server reads request bodies with a Content-Length only: send one."
+                body = dumps(problem(411, detail, title="Length required"))
+                start_response(
+                    "411 Length Required",
+                    [("Content-Type", PROBLEM_CONTENT_TYPE), ("Content-Length", str(len(body)))],
+                )
+                return [body]
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             body = bytearray()
             stream = environ["wsgi.input"]

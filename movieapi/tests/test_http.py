@@ -3,6 +3,8 @@ integers too long to convert (docs/http.md)."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 from typing import Any
@@ -143,3 +145,38 @@ def test_an_over_long_integer_in_a_path_or_query_is_a_plain_4xx(user_client: API
     assert response.status_code in (400, 404), response.content[:300]
     assert response["Content-Type"] == "application/problem+json"
     assert "set_int_max_str_digits" not in response.content.decode()
+
+
+# ---- chunked bodies at the WSGI layer (live: test_http_live.py) ---------------------------------
+
+
+def call_wsgi(environ: dict[str, Any]) -> tuple[str, dict[str, Any] | None, bytes]:
+    """Run ChunkedBodyReader around an app that records the environ and body it was handed."""
+    from movieapi.middleware import ChunkedBodyReader
+
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ, body=environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
+        start_response("200 OK", [])
+        return [b""]
+
+    statuses: list[str] = []
+    answer = b"".join(ChunkedBodyReader(app)(environ, lambda status, headers: statuses.append(status)))
+    return statuses[0], seen or None, answer
+
+
+def test_a_chunked_body_reaches_django_with_its_length() -> None:
+    status, seen, _ = call_wsgi(
+        {"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input": io.BytesIO(b'{"a": 1}'), "wsgi.input_terminated": True}
+    )
+    assert status == "200 OK"
+    assert seen is not None
+    assert (seen["CONTENT_LENGTH"], seen["body"]) == ("8", b'{"a": 1}')
+
+
+def test_a_chunked_body_a_server_cannot_end_is_411_not_empty() -> None:
+    status, seen, answer = call_wsgi({"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input": io.BytesIO(b"5\r\nhello")})
+    assert status == "411 Length Required"
+    assert seen is None  # the application never ran
+    assert json.loads(answer)["status"] == 411
