@@ -62,7 +62,7 @@ def send_chunked(
 def raw_exchange(server: LiveServer, request: bytes) -> bytes:
     """Send bytes as they are on a fresh connection; read until the server closes it."""
     parts = urlsplit(server.url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+    with socket.create_connection((parts.hostname, parts.port or 80), timeout=30) as sock:
         sock.sendall(request)
         received = b""
         while chunk := sock.recv(65536):
