@@ -57,6 +57,16 @@ def test_every_url_the_index_names_answers(anon: APIClient, user_client: APIClie
             assert user_client.get(path).status_code == 200, name
 
 
+def test_the_index_is_not_in_the_schema_and_leaves_its_operation_ids_alone() -> None:
+    from drf_spectacular.generators import SchemaGenerator
+
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    assert "/" not in paths
+    assert "/api/v1/" not in paths
+    # The generator strips the paths' common prefix from operation ids; `/` among them would make it `/`.
+    assert paths["/api/v1/movies/"]["get"]["operationId"] == "v1_movies_list"
+
+
 @pytest.mark.parametrize("path", ["/api/v1/nothing/", "/nothing", "/api/v2/"])
 def test_the_404_text_points_to_the_index_and_does_not_contradict_itself(anon: APIClient, path: str) -> None:
     problem = assert_problem(anon.get(path), 404)
