@@ -103,6 +103,13 @@ def test_a_throttled_docs_page_answers_a_real_problem(settings: Any, path: str) 
     assert int(client.get(path)["Retry-After"]) >= 1
 
 
+@pytest.mark.parametrize("path", ["/", "/api/v1/", "/api/docs/", "/api/redoc/", "/api/schema/"])
+def test_options_on_the_first_contact_pages_answers_allow(anon: APIClient, path: str) -> None:
+    response = anon.options(path)
+    assert response.status_code in (200, 204), response.content[:300]
+    assert "GET" in response["Allow"]
+
+
 def test_a_docs_page_asked_for_a_format_it_lacks_is_a_problem(anon: APIClient) -> None:
     assert_problem(anon.get("/api/schema/", HTTP_ACCEPT="image/png"), 406)
 
