@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
@@ -50,9 +49,11 @@ class ProblemsInJSON(APIView):
 class OfflinePage(ProblemsInJSON):
     """A docs page that the browser may only complete from this server."""
 
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
         """204 with Allow: DRF's OPTIONS metadata rendered into the page's template was a 500."""
-        return HttpResponse(status=204)
+        request.accepted_renderer = ORJSONRenderer()
+        request.accepted_media_type = ORJSONRenderer.media_type
+        return Response(status=204)
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         """Add the Content-Security-Policy that keeps the page offline."""
