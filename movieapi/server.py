@@ -93,12 +93,23 @@ class _StatusLine:
             return 500
 
 
+# Titles in the API's style (movieapi.errors) for the statuses gunicorn answers itself.
+_TITLES = {
+    400: "Bad request",
+    403: "Forbidden",
+    414: "URI too long",
+    417: "Expectation failed",
+    431: "Request header fields too large",
+    500: "Internal server error",
+    501: "Not implemented",
+}
+
+
 def problem_response(status: int, detail: str, problem_type: str = "about:blank") -> bytes:
     """A complete HTTP/1.1 response carrying an RFC 9457 problem; the connection closes after it."""
     phrase = HTTPStatus(status).phrase
-    body = json.dumps(
-        {"type": problem_type, "title": phrase[0] + phrase[1:].lower(), "status": status, "detail": detail}
-    ).encode()
+    title = _TITLES.get(status, phrase)
+    body = json.dumps({"type": problem_type, "title": title, "status": status, "detail": detail}).encode()
     head = (
         f"HTTP/1.1 {status} {phrase}\r\n"
         "Connection: close\r\n"

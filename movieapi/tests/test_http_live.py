@@ -237,6 +237,7 @@ def test_requests_gunicorn_refuses_are_answered_as_problems(
     problem: dict[str, Any] = json.loads(body)
     assert problem["status"] == status
     assert set(problem) == {"type", "title", "status", "detail"}
+    assert problem["title"] == {400: "Bad request", 414: "URI too long", 431: "Request header fields too large"}[status]
     assert advice.lower() in problem["detail"].lower()
 
 
