@@ -4,7 +4,7 @@ Named in gunicorn.conf.py (`worker_class`); the arbiter imports this module befo
 imports nothing from Django or the project.
 
 1. A request target with raw bytes over 0x7F (`GET /api/v1/movies/?search=léon`, as curl and many scripts send
-   it) is refused by gunicorn 23+ with an HTML 400: RFC 9112 section 3.2 wants a printable-ASCII target, and its
+   it) is refused by gunicorn 27 with an HTML 400: RFC 9112 section 3.2 wants a printable-ASCII target, and its
    Python parser checks that with no setting to relax it. Such bytes cannot change how the request is framed
    (they are neither space nor CR/LF), so the worker percent-encodes them before gunicorn validates the line, as
    a browser would have before sending: PATH_INFO and QUERY_STRING come out exactly as for `?search=l%C3%A9on`,
