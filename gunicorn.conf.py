@@ -8,6 +8,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from dotenv import load_dotenv
+
+# `.env` as the settings read it (the environment wins), so that PORT, HOST and WEB_CONCURRENCY may live there too.
+load_dotenv(os.environ.get("MOVIEAPI_ENV_FILE") or Path(__file__).resolve().parent / ".env", override=False)
+
 
 def _cpus() -> int:
     """CPUs this process may run on (a container's cpuset, not the host's count)."""

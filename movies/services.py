@@ -113,14 +113,19 @@ def movie_update(*, movie_id: int, expected_version: int, data: MovieData) -> Mo
         with transaction.atomic() if relations else contextlib.nullcontext():
             updated, row = _conditional_update(movie_id, expected_version, fields, represent=not relations)
             if not updated:
-                current = selectors.movie_version(movie_id=movie_id)
-                if current is None:
+                # The whole row, not just its version: the API's 409 carries the current ETag too.
+                current_row = selectors.movie_detail(movie_id=movie_id)
+                if current_row is None:
                     raise NotFound("No such movie: it may have been deleted.")
-                raise VersionConflict(
+                current = current_row[sql_texts.MOVIE_VERSION_COLUMN]
+                conflict = VersionConflict(
                     f"This write was based on version {expected_version}, but the movie is at version {current}. "
-                    "Fetch it again, reapply your change and send the new version.",
+                    "Reapply your change to the movie as it is now and send its version (`current_version`), "
+                    "or its ETag in If-Match.",
                     current_version=current,
                 )
+                conflict.current_row = current_row
+                raise conflict
             if relations:
                 _write_relations(Movie.objects.only("id").get(pk=movie_id), data)
     except IntegrityError as exc:

@@ -297,7 +297,7 @@ def test_missing_path_and_bad_errors_file_exit_2(tmp_path: Path) -> None:
 
 
 def test_unknown_format_name_on_the_command_line_exits_2(tmp_path: Path) -> None:
-    env = {**os.environ, "DJANGO_SECRET_KEY": "x"}
+    env = dict(os.environ)  # pytest.ini's key: settings refuse a weak one outside debug
     result = subprocess.run(
         [sys.executable, "manage.py", "import_movies", str(tmp_path), "--format", "xml"],
         cwd=ROOT,
