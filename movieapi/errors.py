@@ -212,7 +212,7 @@ def _problem_response(request: HttpRequest, status_code: int, detail: str) -> Ht
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """Django's 404 for URLs no view matched, as a problem."""
-    return _problem_response(request, 404, f"There is nothing at {request.path}. The API lives under /api/v1/.")
+    return _problem_response(request, 404, f"There is nothing at {request.path}. GET /api/v1/ lists what there is.")
 
 
 def handler500(request: HttpRequest) -> HttpResponse:

@@ -129,7 +129,7 @@ WSGI_APPLICATION = "movieapi.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "movieapi" / "templates"],  # the docs pages' own (movieapi/docs.py)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
