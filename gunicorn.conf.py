@@ -83,8 +83,24 @@ if os.environ.get("LOG_FORMAT", "json") != "plain":
     }
 
 
+def _refuse_bad_settings(server: Any) -> None:
+    """Stop with the settings' one-line reason (a missing or weak secret key, ...) before any worker boots: a
+    worker that cannot import the settings would print a traceback and be restarted over and over."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "movieapi.settings")
+    try:
+        from django.conf import settings
+
+        settings.SECRET_KEY  # noqa: B018 (reading it imports and checks the settings)
+    except ImproperlyConfigured as exc:
+        server.log.error("%s", exc)
+        raise SystemExit(1) from None
+
+
 def on_starting(server: Any) -> None:
-    """Start the metrics from zero: files left by a previous run would be added to this one's."""
+    """Refuse bad settings in one line; start the metrics from zero (a previous run's files would add up)."""
+    _refuse_bad_settings(server)
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
     for stale in METRICS_DIR.glob("*.db"):
         stale.unlink()

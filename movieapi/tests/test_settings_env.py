@@ -86,3 +86,27 @@ def test_production_without_a_usable_key_is_one_clear_line(local: Path, key: str
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(message), result.stderr
+
+
+def test_gunicorn_without_a_key_in_production_stops_in_one_line(local: Path) -> None:
+    """The master checks the settings before any worker boots: one logged line and exit 1, no traceback loop."""
+    controlled = {
+        "PATH": os.environ["PATH"],
+        "MOVIEAPI_ENV_FILE": str(local / ".env"),
+        "MOVIEAPI_DATA_DIR": str(local / "data"),
+        "DJANGO_DEBUG": "0",
+        "PORT": "0",
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicorn"), "movieapi.wsgi", "-c", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env=controlled,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "DJANGO_SECRET_KEY is not set" in output
+    assert "Traceback" not in output
+    assert "Booting worker" not in output
