@@ -14,8 +14,10 @@ RUN /opt/venv/bin/pip install --require-hashes -r /tmp/requirements.txt
 
 WORKDIR /app
 COPY . .
-# collectstatic needs settings, not secrets or a database: throwaway values for this step only.
-RUN DJANGO_SECRET_KEY=collectstatic-only-not-a-secret DATABASE_URL=postgres://unused/unused \
+# collectstatic needs settings, not secrets or a database: throwaway values for this step only (a random key:
+# settings refuse a weak one outside debug).
+RUN DJANGO_SECRET_KEY="$(/opt/venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    DATABASE_URL=postgres://unused/unused \
     /opt/venv/bin/python manage.py collectstatic --no-input --verbosity 0
 
 # ---- runtime: the venv and the code, owned by root, run by an unprivileged user ----

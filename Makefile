@@ -28,17 +28,18 @@ $(DATA)/secret_key:
 	$(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
 	chmod 600 $@
 
-## make run: venv, install, migrate, load the bundled sample, serve on http://127.0.0.1:8000
+## make run: venv, install, migrate, load the bundled sample into an empty catalogue only, serve on http://127.0.0.1:8000
+# The secret key comes from the environment, else .env, else .data/secret_key (generated once; settings read it).
+# A restart never changes data: load_sample loads nothing when the catalogue holds any movie.
 run: $(VENV)/.installed $(DATA)/secret_key
-	export DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-$$(cat $(DATA)/secret_key)}"; \
 	export DJANGO_HTTPS="$${DJANGO_HTTPS:-0}"; \
 	$(BIN)/python manage.py migrate --no-input && \
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0 && \
-	$(BIN)/python manage.py import_movies movies/fixtures/sample_movies.json && \
+	$(BIN)/python manage.py load_sample && \
 	exec $(BIN)/gunicorn movieapi.wsgi -c gunicorn.conf.py
 
 ## make test: the whole suite (real PostgreSQL: DATABASE_URL, else the embedded one; real Redis and gunicorn)
-test: $(VENV)/.installed-dev install-browser
+test: $(VENV)/.installed-dev install-browser install-redis
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -49,11 +50,14 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Settings refuse a weak key outside debug: the steps that need settings but no secret get a random one.
+THROWAWAY_KEY = $$($(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))")
+
 typecheck: $(VENV)/.installed-dev
-	DJANGO_SECRET_KEY=typecheck-only DATABASE_URL=postgres://localhost/typecheck $(BIN)/mypy .
+	DJANGO_SECRET_KEY=$(THROWAWAY_KEY) DATABASE_URL=postgres://localhost/typecheck $(BIN)/mypy .
 
 schema: $(VENV)/.installed-dev
-	DJANGO_SECRET_KEY=schema-check-only $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+	DJANGO_SECRET_KEY=$(THROWAWAY_KEY) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 ## make lock: recompile the pinned requirements (with hashes) from requirements*.in
 lock: | $(BIN)/python
@@ -93,11 +97,19 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py
 	@if grep -q '^bench-throttle:' Makefile; then $(MAKE) bench-throttle; fi
 
-## make install-browser: headless Chromium + chromedriver from Debian (the admin's browser tests drive them)
-.PHONY: install-browser
+## make install-browser / install-redis: what `make test` needs beyond Python, from Debian's apt when missing:
+## headless Chromium + chromedriver (the admin's browser tests) and redis-server (the rate-limit tests start their own)
+.PHONY: install-browser install-redis
 install-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || $(call apt_install,chromium chromium-driver)
+install-redis:
+	@command -v redis-server >/dev/null || $(call apt_install,redis-server)
+
+# apt-get as root, or through sudo when it needs no password; elsewhere (no apt, no root) say what to install.
+apt_install = { command -v apt-get >/dev/null && \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else false; fi && \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); } || \
+	{ echo "make test needs the packages $(1): install them (Debian/Ubuntu: sudo apt-get install $(1))" >&2; exit 1; }
 
 ## make bench-import: import a generated IMDb folder of 200,000 films into an empty database (BENCH_IMPORT_MOVIES=N)
 .PHONY: bench-import

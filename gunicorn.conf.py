@@ -8,6 +8,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from dotenv import load_dotenv
+
+# `.env` as the settings read it (the environment wins), so that PORT, HOST and WEB_CONCURRENCY may live there too.
+load_dotenv(os.environ.get("MOVIEAPI_ENV_FILE") or Path(__file__).resolve().parent / ".env", override=False)
+
 
 def _cpus() -> int:
     """CPUs this process may run on (a container's cpuset, not the host's count)."""
@@ -23,7 +28,12 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # sync served more requests per second with a lower p99 (README, Operations). Request handling
 # here is CPU-bound Python, where threads share one GIL, and nginx in front buffers slow clients.
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, _cpus() * 2))
-worker_class = "sync"
+# gunicorn's sync worker with raw UTF-8 request targets accepted and its own refusals (malformed request
+# lines, headers, chunks) answered as application/problem+json instead of HTML: movieapi/server.py.
+worker_class = "movieapi.server.ProblemSyncWorker"
+# That worker's request-line hook lives in gunicorn's Python parser; the optional C parser (gunicorn_h1c)
+# would bypass it and refuse raw UTF-8 again.
+http_parser = "python"
 # A worker silent for this long is killed and replaced; PostgreSQL's statement_timeout
 # (STATEMENT_TIMEOUT_MS, 5 s) ends a slow query well before that.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
@@ -73,11 +83,39 @@ if os.environ.get("LOG_FORMAT", "json") != "plain":
     }
 
 
+def _refuse_bad_settings(server: Any) -> None:
+    """Stop with the settings' one-line reason (a missing or weak secret key, ...) before any worker boots: a
+    worker that cannot import the settings would print a traceback and be restarted over and over."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "movieapi.settings")
+    try:
+        from django.conf import settings
+
+        settings.SECRET_KEY  # noqa: B018 (reading it imports and checks the settings)
+    except ImproperlyConfigured as exc:
+        server.log.error("%s", exc)
+        raise SystemExit(1) from None
+
+
 def on_starting(server: Any) -> None:
-    """Start the metrics from zero: files left by a previous run would be added to this one's."""
+    """Refuse bad settings in one line; start the metrics from zero (a previous run's files would add up)."""
+    _refuse_bad_settings(server)
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
     for stale in METRICS_DIR.glob("*.db"):
         stale.unlink()
+
+
+def when_ready(server: Any) -> None:
+    """Say where to start, once the sockets are bound: the docs, and the index of the API."""
+    for listener in server.LISTENERS:
+        address = listener.sock.getsockname()
+        if not isinstance(address, tuple):  # a unix socket
+            continue
+        host, port = address[0], address[1]
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)  # noqa: S104
+        base = f"http://{host}:{port}"
+        server.log.info("Serving the API at %s/api/v1/ - docs at %s/api/docs/", base, base)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -32,8 +32,11 @@ from movies.sql import (
     MOVIE_VERSION_SQL,
     SEARCH_CANDIDATES,
     SEARCH_PROBE_SQL,
+    SEARCH_RANK_SQL,
     SEARCH_TSQUERY_SQL,
     TITLE_MATCH_SQL,
+    TYPO_COLUMNS_SQL,
+    TYPO_MATCH_SQL,
     TYPO_PROBE_SQL,
     represented_update_sql,
 )
@@ -73,8 +76,8 @@ WHERE u.is_superuser
 TOKEN_DIGEST, TOKEN_EXPIRY, USER_IS_ACTIVE, USER_PERMISSIONS = 0, 4, 14, 16
 TOKEN_KEY_LENGTH = 15  # knox CONSTANTS.TOKEN_KEY_LENGTH
 RUNTIME_UPDATE_SQL = represented_update_sql(
-    'UPDATE "movies_movie" SET "runtime" = %s, version = version + 1, updated_at = statement_timestamp() '
-    "WHERE id = %s AND version = %s"
+    'UPDATE "movies_movie" SET "runtime" = %s, field_sources = field_sources || \'{"runtime": "curator"}\'::jsonb, '
+    "version = version + 1, updated_at = statement_timestamp() WHERE id = %s AND version = %s"
 )
 MAX_RUNTIME = 60000  # movies.models.MAX_RUNTIME
 
@@ -267,19 +270,13 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
         elif candidates:
             where.append("movies_movie.id = ANY(%s)")
             params.append(candidates[:SEARCH_CANDIDATES])
-            rank_sql = (
-                f"(ts_rank(movies_movie.search_vector, {SEARCH_TSQUERY_SQL})"
-                " + word_similarity(%s, movies_movie.title) + similarity(%s, movies_movie.title))"
-            )
+            rank_sql = f"({SEARCH_RANK_SQL})"
             rank_params = [text, text, text, text]
             order = f"{rank_sql} DESC, movies_movie.id ASC"
             known = (min(len(candidates), SEARCH_CANDIDATES), len(candidates) > SEARCH_CANDIDATES)
         else:
-            typo_sql = " AND ".join([*where, "movies_movie.title %%> %s"])
-            matches_sql = (
-                "SELECT movies_movie.id AS pk, movies_movie.title, movies_movie.rating_count "
-                f"FROM movies_movie WHERE {typo_sql}"
-            )
+            typo_sql = " AND ".join([*where, TYPO_MATCH_SQL])
+            matches_sql = f"SELECT {TYPO_COLUMNS_SQL} FROM movies_movie WHERE {typo_sql}"
             # The probe ranks its candidates (as movies/filters.py): a ranked page is a slice of its answer.
             ranked_ids, read = probe(
                 TYPO_PROBE_SQL.format(matches_sql=matches_sql),

@@ -1,9 +1,12 @@
-"""`make bench-import`: generate an IMDb-format folder and time `import_movies` on an empty database.
+"""`make bench-import`: generate an IMDb-format folder, time `import_movies` on an empty database, then
+time `export_movies` of what it loaded.
 
-    python bench/import_bench.py [--movies 200000] [--batch-size 5000]
+    python bench/import_bench.py [--movies 200000] [--batch-size 5000] [--database movieapi_bench_import]
 
 Prints movies/s (created movies over the import's wall time, genres, directors and cast included)
 and the peak RSS of the import process. Targets (issue 6): >= 5,000 movies/s, < 300 MB.
+Then the same two figures for the export of the whole catalogue, as JSON Lines and as gzipped CSV
+(issue 15: at least the import's speed, memory flat).
 The data is deterministic (seeded) and cached in bench/.cache/imdb-<movies>/.
 """
 
@@ -16,6 +19,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -65,14 +69,14 @@ def generate(folder: Path, movies: int, *, seed: int = 6) -> None:
             principals.write(f"{tconst}\t6\tnm{rng.randint(1, people):07d}\tcomposer\t\\N\t\\N\n")
 
 
-def bench_database_url() -> str:
+def bench_database_url(name: str = BENCH_DB) -> str:
     base = os.environ.get("DATABASE_URL", "")
     if not base:
         sys.path.insert(0, str(ROOT))
         from movieapi.embedded_db import embedded_database_url
 
         base = embedded_database_url(ROOT / ".data" / "postgres")
-    return urlunsplit(urlsplit(base)._replace(path="/" + BENCH_DB))
+    return urlunsplit(urlsplit(base)._replace(path="/" + name))
 
 
 def recreate_database(url: str) -> None:
@@ -80,15 +84,25 @@ def recreate_database(url: str) -> None:
     from psycopg import sql
 
     admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    name = urlsplit(url).path.lstrip("/")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def run_measured(command: list[str], env: dict[str, str]) -> tuple[int, float, float]:
+    """Run a command; its exit code, wall time in seconds and peak RSS in MB."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, env=env, cwd=ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    return os.waitstatus_to_exitcode(status), time.monotonic() - started, usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--movies", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--database", default=BENCH_DB, help="The database to (re)create and fill.")
     args = parser.parse_args()
 
     folder = ROOT / "bench" / ".cache" / f"imdb-{args.movies}"
@@ -96,19 +110,16 @@ def main() -> None:
         started = time.monotonic()
         generate(folder, args.movies)
         print(f"generated {folder} in {time.monotonic() - started:.1f}s")
-    url = bench_database_url()
+    url = bench_database_url(args.database)
     recreate_database(url)
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", "bench-only")}
+    key = os.environ.get("DJANGO_SECRET_KEY") or "bench-secret-key-not-for-production-0123456789abcdefghij"
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SECRET_KEY": key}
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--no-input", "-v0"], env=env, check=True)
 
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [*manage, "import_movies", str(folder), "--batch-size", str(args.batch_size)], env=env, cwd=ROOT
+    code, elapsed, peak_mb = run_measured(
+        [*manage, "import_movies", str(folder), "--batch-size", str(args.batch_size)], env
     )
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.monotonic() - started
-    code = os.waitstatus_to_exitcode(status)
 
     import psycopg
 
@@ -117,10 +128,19 @@ def main() -> None:
             "SELECT (SELECT count(*) FROM movies_movie), (SELECT count(*) FROM movies_cast),"
             " (SELECT count(*) FROM movies_movie_directors), (SELECT count(*) FROM movies_person)"
         ).fetchone() or (0, 0, 0, 0)
-    peak_mb = usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
     print(f"import exit {code}: {movies:,} movies, {cast:,} cast rows, {directors:,} director links, {people:,} people")
     print(f"import_movies: {elapsed:.1f}s, {movies / elapsed:,.0f} movies/s (target >= 5,000)")
     print(f"peak RSS of the import process: {peak_mb:,.0f} MB (target < 300 MB)")
+
+    with tempfile.TemporaryDirectory(prefix="movieapi-export-") as folder_out:
+        for name in ("export.jsonl", "export.csv.gz"):
+            path = Path(folder_out) / name
+            code, elapsed, peak_mb = run_measured([*manage, "export_movies", str(path)], env)
+            size_mb = path.stat().st_size / 1e6 if path.exists() else 0
+            print(
+                f"export_movies {name} (exit {code}, {size_mb:,.0f} MB): {elapsed:.1f}s, "
+                f"{movies / elapsed:,.0f} movies/s (target: the import's), peak RSS {peak_mb:,.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ skip = {".git", ".github", ".ci", ".venv", ".data", ".env", ".mypy_cache", ".ruf
 shutil.copytree(Path.cwd(), sys.argv[1], ignore=lambda d, names: [n for n in names if n in skip or n.endswith(".pyc")])
 PY
 cd "$work/app"
-DJANGO_SECRET_KEY=collectstatic-only-not-a-secret DATABASE_URL=postgres://unused/unused \
+DJANGO_SECRET_KEY="$("$work/venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    DATABASE_URL=postgres://unused/unused \
     "$work/venv/bin/python" manage.py collectstatic --no-input --verbosity 0
 
 port="$("$work/venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -29,10 +29,12 @@ class ProblemError(exceptions.APIException):
     problem_type = "about:blank"
     title = "Error"
     extra: dict[str, Any]
+    headers: dict[str, str]
 
-    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.extra = extra
+        self.headers = headers or {}
 
 
 class VersionConflict(ProblemError):
@@ -40,13 +42,26 @@ class VersionConflict(ProblemError):
     problem_type = PROBLEM_BASE + "version-conflict"
     title = "Version conflict"
     default_detail = "The movie was changed by someone else since the version you based this write on."
+    # The movie's representation row as the failed write found it (sql.MOVIE_COLUMNS), when the write read it:
+    # the API answers its ETag beside `current_version`, so the client can retry without another GET.
+    current_row: tuple[Any, ...] | None = None
 
 
 class PreconditionFailed(ProblemError):
     status_code = status.HTTP_412_PRECONDITION_FAILED
     problem_type = PROBLEM_BASE + "precondition-failed"
     title = "Precondition failed"
-    default_detail = "If-Match does not match the current ETag: fetch the movie again and retry with its ETag."
+    default_detail = (
+        "If-Match does not match the current ETag: reapply your change to the movie as it is now (its ETag is in "
+        "this answer's ETag header, its version in `current_version`) and retry with that ETag."
+    )
+
+
+class MalformedPrecondition(ProblemError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    problem_type = PROBLEM_BASE + "malformed-precondition"
+    title = "Bad request"
+    default_detail = "If-Match or If-None-Match is neither `*` nor a list of quoted entity tags."
 
 
 class PreconditionRequired(ProblemError):
@@ -134,8 +149,15 @@ def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def _validation_detail(errors: dict[str, list[str]]) -> str:
+    if set(errors) == {"non_field_errors"}:
+        return " ".join(errors["non_field_errors"])  # about the body as a whole: the message says it best
     fields = ", ".join(sorted(errors))
     return f"The request has invalid values in: {fields}. See `errors` for what to fix."
+
+
+def _is_write(context: dict[str, Any]) -> bool:
+    request = context.get("request")
+    return request is not None and request.method not in {"GET", "HEAD", "OPTIONS"}
 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -160,6 +182,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     if isinstance(exc, ProblemError):
         problem_type, title, extra = exc.problem_type, exc.title, exc.extra
         detail = str(exc.detail)
+        for name, value in exc.headers.items():
+            response[name] = value
     else:
         slug = next((slug for cls, slug in _DRF_TYPES.items() if isinstance(exc, cls)), None)
         problem_type = PROBLEM_BASE + slug if slug else "about:blank"
@@ -173,7 +197,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             detail = str(exc.detail)
     if isinstance(exc, ServiceUnavailable):
         response["Retry-After"] = "1"
-    elif isinstance(exc, VersionConflict | PreconditionFailed):
+    elif isinstance(exc, VersionConflict | PreconditionFailed) and _is_write(context):
+        # The metric counts refused writes; a GET's failing If-Match is a read that changed nothing.
         VERSION_CONFLICTS.labels(str(response.status_code)).inc()
     response.data = problem(response.status_code, detail, problem_type=problem_type, title=title, **extra)
     response.content_type = PROBLEM_CONTENT_TYPE
@@ -187,7 +212,7 @@ def _problem_response(request: HttpRequest, status_code: int, detail: str) -> Ht
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """Django's 404 for URLs no view matched, as a problem."""
-    return _problem_response(request, 404, f"There is nothing at {request.path}. The API lives under /api/v1/.")
+    return _problem_response(request, 404, f"There is nothing at {request.path}. GET /api/v1/ lists what there is.")
 
 
 def handler500(request: HttpRequest) -> HttpResponse:

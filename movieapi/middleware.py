@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 import re
@@ -25,21 +26,71 @@ from movieapi.errors import PROBLEM_CONTENT_TYPE, PayloadTooLarge, problem
 from movieapi.renderers import dumps
 from movieapi.request_id import request_id_var
 
+# Set on a request whose chunked body went past the upload limit (ChunkedBodyReader); BodySizeLimitMiddleware
+# refuses it.
+CHUNKED_BODY_TOO_LARGE = "movieapi.chunked_body_too_large"
+_READ_SIZE = 64 * 1024
+
+
+class ChunkedBodyReader:
+    """WSGI middleware: hand Django a chunked request body as if it had come with a Content-Length.
+
+    Django's WSGIRequest reads CONTENT_LENGTH bytes of wsgi.input and no more, so a body sent with
+    `Transfer-Encoding: chunked` (no Content-Length) was read as empty: a POST lost its fields, and a PATCH with
+    If-Match answered 200, bumped the version and applied nothing. gunicorn de-chunks wsgi.input (and sets
+    wsgi.input_terminated); this reads it whole, up to the same limit as any body (DATA_UPLOAD_MAX_MEMORY_SIZE),
+    and sets CONTENT_LENGTH, so that everything after it (BodySizeLimitMiddleware, the parsers, the admin's forms)
+    sees one kind of request. A body over the limit is cut at limit + 1 bytes and declared so: it can only be
+    refused (413), never read short. Bodies are held in memory, as Django holds any body it parses.
+
+    A server that leaves the chunk framing in wsgi.input, or cannot say where the body ends (no
+    wsgi.input_terminated: runserver's wsgiref), gets 411: reading there could return the framing or block.
+    """
+
+    def __init__(self, application: Callable[..., Any]) -> None:
+        self.application = application
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("HTTP_TRANSFER_ENCODING") and not environ.get("CONTENT_LENGTH"):
+            if not environ.get("wsgi.input_terminated"):
+                detail = "This server reads request bodies with a Content-Length only: send one."
+                body = dumps(problem(411, detail, title="Length required"))
+                start_response(
+                    "411 Length Required",
+                    [("Content-Type", PROBLEM_CONTENT_TYPE), ("Content-Length", str(len(body)))],
+                )
+                return [body]
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            body = bytearray()
+            stream = environ["wsgi.input"]
+            while len(body) <= limit:
+                chunk = stream.read(min(_READ_SIZE, limit + 1 - len(body)))
+                if not chunk:
+                    break
+                body += chunk
+            if len(body) > limit:
+                environ[CHUNKED_BODY_TOO_LARGE] = True
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return self.application(environ, start_response)
+
 
 class BodySizeLimitMiddleware:
-    """Refuse a declared body over the upload limit with 413 before anything reads it."""
+    """Refuse a body over the upload limit (declared, or chunked and read up to it) with 413 before anything
+    reads it."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         length = request.META.get("CONTENT_LENGTH") or "0"
-        if length.isdigit() and int(length) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            body = problem(
-                413,
-                f"The request body is {length} bytes; the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE}.",
-                problem_type=PayloadTooLarge.problem_type,
-            )
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if length.isdigit() and int(length) > limit:
+            if request.META.get(CHUNKED_BODY_TOO_LARGE):
+                detail = f"The chunked request body is over the limit of {limit} bytes."
+            else:
+                detail = f"The request body is {length} bytes; the limit is {limit}."
+            body = problem(413, detail, problem_type=PayloadTooLarge.problem_type)
             return HttpResponse(dumps(body), status=413, content_type=PROBLEM_CONTENT_TYPE)
         return self.get_response(request)
 

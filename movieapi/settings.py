@@ -8,9 +8,14 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("MOVIEAPI_DATA_DIR", BASE_DIR / ".data"))
+# `.env` gives defaults: a variable set in the environment wins over the file (docs/configuration.md).
+# MOVIEAPI_ENV_FILE names another file (the tests point it at a temporary one).
+ENV_FILE = Path(os.environ.get("MOVIEAPI_ENV_FILE") or BASE_DIR / ".env")
+load_dotenv(ENV_FILE, override=False)
+DATA_DIR = Path(os.environ.get("MOVIEAPI_DATA_DIR") or BASE_DIR / ".data")
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -45,13 +50,39 @@ def env_list(name: str, default: str = "") -> list[str]:
 DEBUG = env_bool("DJANGO_DEBUG")
 
 _INSECURE_KEY = "django-insecure-development-only-key-do-not-use-in-production"
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", _INSECURE_KEY if DEBUG else "")
-if not SECRET_KEY or (SECRET_KEY == _INSECURE_KEY and not DEBUG):
-    raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY is not set. Set it to a long random string "
-        '(python -c "import secrets; print(secrets.token_urlsafe(50))"), '
-        "or set DJANGO_DEBUG=1 for local development."
-    )
+# Django's own bar for a key (`check --deploy`, security.W009): 50 characters, 5 of them different.
+MIN_SECRET_KEY_LENGTH = 50
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY (environment or .env), else the key `make run` generated in DATA_DIR/secret_key.
+
+    With neither, debug mode uses a fixed development key; otherwise this is production without a key, and
+    manage.py reports the ImproperlyConfigured below as one line. Outside debug a weak key is refused too.
+    """
+    key = env_str("DJANGO_SECRET_KEY")
+    if not key:
+        try:
+            key = (DATA_DIR / "secret_key").read_text(encoding="utf-8").strip()
+        except OSError:  # no such file: not a checkout where `make run` ran
+            key = ""
+    if DEBUG:
+        return key or _INSECURE_KEY
+    if not key:
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY is not set (environment or .env) and there is no {DATA_DIR / 'secret_key'}: "
+            "set it to a long random string (python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
+            "or DJANGO_DEBUG=1 locally."
+        )
+    if len(key) < MIN_SECRET_KEY_LENGTH or len(set(key)) < 5 or key.startswith("django-insecure"):
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY is too weak: use at least {MIN_SECRET_KEY_LENGTH} random characters "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or DJANGO_DEBUG=1 locally."
+        )
+    return key
+
+
+SECRET_KEY = _secret_key()
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
@@ -98,7 +129,7 @@ WSGI_APPLICATION = "movieapi.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "movieapi" / "templates"],  # the docs pages' own (movieapi/docs.py)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

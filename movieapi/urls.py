@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from movieapi.auth import CurrentTokenView, RegistrationView, TokenView
+from movieapi.docs import IndexView, RedocView, SchemaView, SwaggerView
 from movieapi.health import healthz, readyz
 from movieapi.metrics import metrics
 from movies import urls as movies_urls
@@ -12,17 +12,19 @@ api_v1: list[URLPattern | URLResolver] = [
     path("tokens/", TokenView.as_view(), name="token"),
     path("tokens/current/", CurrentTokenView.as_view(), name="token-current"),
     *movies_urls.urlpatterns,  # not include(): one resolver level less on every request
+    path("", IndexView.as_view(), name="api-index"),  # last: the resources' requests never try it
 ]
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
+    path("", IndexView.as_view(), name="index"),
 ]
 
 handler400 = "movieapi.errors.handler400"

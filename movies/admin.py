@@ -13,7 +13,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db import models
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -23,33 +22,11 @@ from rest_framework.exceptions import NotFound
 
 from movieapi.errors import VersionConflict
 from movies import selectors, services
-from movies.models import MIN_YEAR, CastMember, Genre, Movie, Person, Rating
+from movies.filters import search_genres, search_movies, search_people
+from movies.models import MIN_YEAR, PROVENANCE_FIELDS, CastMember, Genre, Movie, Person, Rating
 from movies.serializers import max_year
 
 ESTIMATE_ABOVE = 10_000
-
-
-class ILike(models.Lookup):
-    """`field__ilike`: case-insensitive substring match that the trigram GIN indexes can answer.
-
-    Django's `icontains` compares UPPER(field), which no index here covers.
-    """
-
-    lookup_name = "ilike"
-
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} ILIKE {rhs}", [*lhs_params, *rhs_params]
-
-    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, list[Any]]:
-        escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return "%s", [f"%{escaped}%"]
-
-
-# Registered on the two searched fields only, not on every CharField.
-Movie._meta.get_field("title").register_lookup(ILike)
-Person._meta.get_field("name").register_lookup(ILike)
 
 
 class EstimatedCountPaginator(Paginator):
@@ -85,16 +62,6 @@ class FastListMixin:
     list_per_page = 50
 
 
-# ---- search helpers ----------------------------------------------------------------------------
-
-
-def ilike_search(queryset: QuerySet[Any], term: str, field: str) -> QuerySet[Any]:
-    """Every word must appear in field (each an indexed trigram match)."""
-    for word in term.split():
-        queryset = queryset.filter(**{f"{field}__ilike": word})
-    return queryset
-
-
 # ---- genres and people ---------------------------------------------------------------------------
 
 
@@ -103,6 +70,13 @@ class GenreAdmin(admin.ModelAdmin):
     list_display = ("slug", "name")
     search_fields = ("slug", "name")
     ordering = ("slug",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Genre], search_term: str
+    ) -> tuple[QuerySet[Genre], bool]:
+        """The API's genre search: name and slug, case, accents and typos aside."""
+        term = search_term.strip()
+        return (search_genres(queryset, term) if term else queryset), False
 
     def delete_model(self, request: HttpRequest, obj: Genre) -> None:
         """Only an unused genre can go (services.genre_delete)."""
@@ -132,13 +106,13 @@ class PersonAdmin(FastListMixin, admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Person], search_term: str
     ) -> tuple[QuerySet[Person], bool]:
-        """Name words through the trigram index; an nm id exactly."""
+        """The API's name search (words, else typos; case and accents aside); an nm id exactly."""
         term = search_term.strip()
         if not term:
             return queryset, False
         if term.lower().startswith("nm") and term[2:].isdigit():
             return queryset.filter(imdb_id=term.lower()), False
-        return ilike_search(queryset, term, "name"), False
+        return search_people(queryset, term), False
 
     def delete_model(self, request: HttpRequest, obj: Person) -> None:
         """Only a person without credits can go (services.person_delete)."""
@@ -313,12 +287,18 @@ class MovieAdmin(FastListMixin, admin.ModelAdmin):
     list_filter = (GenreFilter, DecadeFilter, RatingFilter)
     search_fields = ("title",)
     autocomplete_fields = ("genres", "directors")
-    readonly_fields = ("version", "rating", "created_at", "updated_at")
+    readonly_fields = ("version", "rating", "created_at", "updated_at", "sources")
     fieldsets = (
         (None, {"fields": ("title", "year", "runtime", "imdb_id", "overview", "genres", "directors")}),
-        ("Record", {"fields": ("based_on_version", "version", "rating", "created_at", "updated_at")}),
+        ("Record", {"fields": ("based_on_version", "version", "rating", "created_at", "updated_at", "sources")}),
     )
     ordering = ("-id",)
+
+    @admin.display(description="field sources")
+    def sources(self, movie: Movie) -> str:
+        """Where each field's value came from: imports never overwrite a curator's (docs/loading-data.md)."""
+        known = movie.field_sources or {}
+        return ", ".join(f"{name}: {known.get(name, 'unknown')}" for name in PROVENANCE_FIELDS) if movie.pk else "-"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Movie]:
         """Genres prefetched (one query per page); the search vector and overview are never read."""
@@ -342,13 +322,14 @@ class MovieAdmin(FastListMixin, admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Movie], search_term: str
     ) -> tuple[QuerySet[Movie], bool]:
-        """Title words through the trigram index; a tt id exactly."""
+        """The API's search (full text, else typos in titles; case and accents aside), in the changelist's own
+        order; a tt id exactly."""
         term = search_term.strip()
         if not term:
             return queryset, False
         if term.lower().startswith("tt") and term[2:].isdigit():
             return queryset.filter(imdb_id=term.lower()), False
-        return ilike_search(queryset, term, "title"), False
+        return search_movies(queryset, term, ranked=False).queryset, False
 
     # -- writes: one service call per save --------------------------------------------------------
 
@@ -385,8 +366,12 @@ class MovieAdmin(FastListMixin, admin.ModelAdmin):
         if cast is not None:
             data["cast"] = cast.roles()
         if change:
+            # The form sends every field; a curator's provenance goes to the ones they changed.
+            claimed = [name for name in form.changed_data if name in PROVENANCE_FIELDS]
+            if cast is not None and cast.has_changed():
+                claimed.append("cast")
             form.instance.version = services.movie_update(
-                movie_id=form.instance.pk, expected_version=cleaned["based_on_version"], data=data
+                movie_id=form.instance.pk, expected_version=cleaned["based_on_version"], data=data, claimed=claimed
             ).version
         else:
             movie = services.movie_create(data=data)

@@ -33,19 +33,24 @@ from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils.text import slugify
 
 from movies.models import (
+    CURATOR,
     IMDB_NAME_RE,
     IMDB_TITLE_RE,
     MAX_GENRES,
     MAX_RUNTIME,
     MAX_YEAR_AHEAD,
     MIN_YEAR,
+    PROVENANCE_FIELDS,
     SLUG_RE,
     CastMember,
     Movie,
+    Person,
 )
 
 FORMATS = ("auto", "json", "jsonl", "csv", "imdb", "movielens")
 CSV_COLUMNS = ("title", "year", "runtime", "overview", "imdb_id", "genres", "directors", "cast")
+# A CSV file may also carry the exporting catalogue's `id` of each row (see MovieRecord.row_id).
+CSV_READ_COLUMNS = ("id", *CSV_COLUMNS)
 MAX_TITLE = 500
 MAX_OVERVIEW = 20000
 MAX_NAME = 300
@@ -74,6 +79,8 @@ _SLUG = re.compile(SLUG_RE)
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _MOVIELENS_TITLE = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[-\u2013]\d{0,4})?\)\s*$")
 _MOVIELENS_ARTICLE = re.compile(r"^(?P<rest>.+), (?P<article>The|A|An)$")
+# MovieLens adds the original title in parentheses: "Amelie (Fabuleux destin d'Amélie Poulain, Le) (2001)".
+_MOVIELENS_ALSO_KNOWN = re.compile(r"^(?P<title>.*\S)\s+\((?:a\.k\.a\. )?[^()]+\)$")
 
 
 class InputUnusable(Exception):
@@ -127,11 +134,23 @@ class MovieRecord:
     directors: list[PersonRef] = field(default_factory=list)
     cast: list[tuple[PersonRef, str]] = field(default_factory=list)
     present: frozenset[str] = frozenset()
+    # The source's own key of the row (an export's catalogue `id`): two rows with distinct ids are distinct movies,
+    # and a row finds the movie with that id when its title and year agree too (see BatchWriter._match).
+    row_id: str | None = None
 
     @property
-    def key(self) -> tuple[Any, ...]:
-        """Movies are matched by IMDb id, else by (title, year)."""
-        return ("imdb", self.imdb_id) if self.imdb_id else ("natural", self.title, self.year)
+    def keys(self) -> list[tuple[Any, ...]]:
+        """What makes two rows of one file the same movie: the IMDb id, the row's own id, else (title, year)."""
+        keys: list[tuple[Any, ...]] = []
+        if self.imdb_id:
+            keys.append(("imdb", self.imdb_id))
+        if self.row_id is not None:
+            keys.append(("id", self.row_id))
+        return keys or [("natural", self.title, self.year)]
+
+    def carries(self, name: str) -> bool:
+        """Whether the row says something about a field: present and not empty (an empty value is "not known")."""
+        return name in self.present and getattr(self, name) not in (None, "", [])
 
 
 # ---- validation --------------------------------------------------------------------------------
@@ -298,6 +317,15 @@ def clean_cast(value: Any) -> list[tuple[PersonRef, str]]:
     return cast
 
 
+def clean_row_id(value: Any) -> str | None:
+    """The row's own key: a whole number or a short text, kept as text."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise RowRejected("id", f"must be a whole number or text, not {type(value).__name__}")
+    return clean_text(value, "id", max_length=100) or None
+
+
 def validate_movie(raw: Any, *, file: str, line: int) -> MovieRecord:
     """Turn one input object into a MovieRecord, or raise RowRejected naming the first bad field."""
     if not isinstance(raw, Mapping):
@@ -315,6 +343,7 @@ def validate_movie(raw: Any, *, file: str, line: int) -> MovieRecord:
         directors=clean_directors(raw.get("directors")),
         cast=clean_cast(raw.get("cast")),
         present=present | {"title", "year"},
+        row_id=clean_row_id(raw.get("id")),
     )
 
 
@@ -404,7 +433,7 @@ def read_csv(stream: TextIO) -> Iterator[Item]:
     columns = [name.strip().lower() for name in header]
     if "title" not in columns or "year" not in columns:
         raise InputUnusable(f"the CSV header must name at least 'title' and 'year' (got {header[:10]!r})")
-    known = [(index, name) for index, name in enumerate(columns) if name in CSV_COLUMNS]
+    known = [(index, name) for index, name in enumerate(columns) if name in CSV_READ_COLUMNS]
     start = reader.line_num + 1
     while True:
         try:
@@ -502,9 +531,23 @@ class Source:
     """Items from one input, and a hook that completes a batch of records before it is written."""
 
     file = ""
+    # The source's name in the precedence (Precedence).
+    name = "ours"
     # Whether two batches may be written at once: only when every person is named by a unique IMDb id
     # (people matched by name alone could be created twice by two concurrent transactions).
     parallel = False
+    # Relations the source knows only the first part of (IMDb's principals: the top-billed): merged into what the
+    # movie has, never cutting it.
+    partial: frozenset[str] = frozenset()
+    # Whether the source's name for a person with an IMDb id is the reference (IMDb's name.basics): it renames.
+    renames_people = False
+    # The relations a new movie gets from write_credits (in SQL, not on the record): claimed for the source.
+    sql_credits: frozenset[str] = frozenset()
+
+    @property
+    def origin(self) -> str:
+        """What a movie's `field_sources` records: the source's name, and for our files the file's name too."""
+        return self.name
 
     def items(self) -> Iterator[Item]:
         raise NotImplementedError
@@ -517,7 +560,7 @@ class Source:
     def complete(self, records: list[MovieRecord]) -> None:
         """Attach what the side files say about these records (movies already in the catalogue)."""
 
-    def write_credits(self, cursor: psycopg.Cursor[Any], movies: list[tuple[int, str | None]]) -> None:
+    def write_credits(self, cursor: psycopg.Cursor[Any], movies: list[tuple[int, str | None]], *, link: bool) -> None:
         """Write the side files' credits of these newly created (id, imdb_id) movies straight in SQL."""
 
     def close(self) -> None:
@@ -527,6 +570,11 @@ class Source:
 class OurSource(Source):
     def __init__(self, path: Path, fmt: str) -> None:
         self.path, self.fmt, self.file = path, fmt, path.name
+
+    @property
+    def origin(self) -> str:
+        """`ours:<file name>`: two of our files that disagree cannot take a field from each other in turns."""
+        return f"{self.name}:{self.file}"
 
     def items(self) -> Iterator[Item]:
         readers: dict[str, Callable[[TextIO], Iterator[Item]]] = {
@@ -541,6 +589,8 @@ class OurSource(Source):
 
 class MovieLensSource(Source):
     """movies.csv (movieId,title,genres) and optionally links.csv (movieId,imdbId,tmdbId)."""
+
+    name = "movielens"
 
     def __init__(self, folder: Path, genre_names: dict[str, str]) -> None:
         self.folder, self.file, self.genre_names = folder, "movies.csv", genre_names
@@ -597,6 +647,9 @@ class MovieLensSource(Source):
                     yield line, RowRejected("year", f"no '(year)' at the end of the title {row[title_col][:60]!r}")
                     continue
                 title = match["title"]
+                also_known = _MOVIELENS_ALSO_KNOWN.match(title)
+                if also_known:
+                    title = also_known["title"]
                 article = _MOVIELENS_ARTICLE.match(title)
                 if article:  # "Matrix, The" -> "The Matrix"
                     title = f"{article['article']} {article['rest']}"
@@ -617,7 +670,9 @@ class ImdbSource(Source):
     Python (`complete`) to be compared. Every person has an nm id, so two batches can be written at once.
     """
 
+    name = "imdb"
     parallel = True
+    renames_people = True
 
     def __init__(self, folder: Path, genre_names: dict[str, str]) -> None:
         self.folder, self.genre_names = folder, genre_names
@@ -633,6 +688,11 @@ class ImdbSource(Source):
         )
         self.names = self._side(folder, "name.basics.tsv", ("nconst", "primaryName"))
         self.staged = False
+        # Principals list only the top-billed: a cast from them (and directors, without title.crew) is partial.
+        self.partial = frozenset({"cast"} | (set() if self.crew else {"directors"}))
+        self.sql_credits = frozenset(
+            ({"directors"} if self.crew or self.principals else set()) | ({"cast"} if self.principals else set())
+        )
 
     @staticmethod
     def _side(folder: Path, name: str, required: tuple[str, ...]) -> TsvFile | None:
@@ -893,7 +953,7 @@ class ImdbSource(Source):
             if name and len(cast) < MAX_CAST:
                 cast.append((PersonRef(name, nconst), character))
 
-    def write_credits(self, cursor: psycopg.Cursor[Any], movies: list[tuple[int, str | None]]) -> None:
+    def write_credits(self, cursor: psycopg.Cursor[Any], movies: list[tuple[int, str | None]], *, link: bool) -> None:
         """People, directors and cast of new movies with INSERT ... SELECT from the staged side files.
 
         The same rules as `complete` + the Python path: a person is named by name.basics, else keeps the
@@ -912,32 +972,47 @@ class ImdbSource(Source):
         films = [(pk, tconst) for pk, tconst in movies if tconst]
         if not self.staged or not films or not (self.crew or self.principals):
             return
-        if self._credits(cursor, films):
+        if self._credits(cursor, films, link=link):
             self._new_people(cursor)
 
     @staticmethod
-    def _credits(cursor: psycopg.Cursor[Any], movies: list[tuple[int, str]]) -> int:
+    def _credits(cursor: psycopg.Cursor[Any], movies: list[tuple[int, str]], *, link: bool) -> int:
         """The first statement of write_credits; returns how many people it set aside to be created."""
         # Each lookup is a LATERAL subquery (with a LIMIT where it could otherwise be flattened into a join), so
         # an index probe per movie and per person: the planner would otherwise hash whole tables, which would make
         # each batch cost as much as the file or the catalogue.
         cursor.execute(
-            "WITH credit AS MATERIALIZED ("
+            "WITH credit AS MATERIALIZED ("  # noqa: S608 (constant SQL, one of two texts)
             "  SELECT b.movie_id, c.director, c.ord, c.nconst, c.character"
             "  FROM unnest(%(ids)b::bigint[], %(tconsts)b::text[]) AS b(movie_id, tconst) CROSS JOIN LATERAL ("
             "   SELECT true AS director, ord, nconst, NULL AS character FROM imp_directors WHERE tconst = b.tconst"
             "   UNION ALL SELECT false, ord, nconst, character FROM imp_cast WHERE tconst = b.tconst) AS c),"
             # Each person once: the catalogue's id and name, and the name name.basics gives.
+            # A person not in the catalogue by nm id is the one person without an id whose normalised name is the
+            # same, when there is exactly one (and link: only one writer, so no two batches link the same person).
             " person AS MATERIALIZED ("
-            "  SELECT c.nconst, p.id, p.name AS current, n.name AS staged"
+            "  SELECT c.nconst, coalesce(p.id, l.id) AS id, p.id IS NULL AND l.id IS NOT NULL AS linked,"
+            "   coalesce(p.name, l.name) AS current, n.name AS staged"
             "  FROM (SELECT DISTINCT nconst FROM credit) AS c"
             "  LEFT JOIN LATERAL (SELECT id, name FROM movies_person WHERE imdb_id = c.nconst LIMIT 1) AS p ON true"
             "  LEFT JOIN LATERAL ("
-            "   SELECT name FROM imp_names WHERE nconst = c.nconst ORDER BY name LIMIT 1) AS n ON true),"
-            # An existing person is renamed only where name.basics differs (the row is locked until the commit;
-            # the foreign key checks of other transactions' credits take a lock that does not conflict with it).
-            " renamed AS (UPDATE movies_person AS p SET name = r.staged, updated_at = now()"
-            "  FROM person AS r WHERE p.id = r.id AND r.staged <> r.current),"
+            "   SELECT name FROM imp_names WHERE nconst = c.nconst ORDER BY name LIMIT 1) AS n ON true"
+            + (
+                "  LEFT JOIN LATERAL (SELECT min(x.id) AS id, min(x.name) AS name FROM ("
+                "   SELECT id, name FROM movies_person WHERE p.id IS NULL"
+                "   AND movies_match_key(name) = movies_match_key(n.name) AND imdb_id IS NULL LIMIT 2) AS x"
+                "   HAVING count(*) = 1) AS l ON true),"
+                if link
+                else "  CROSS JOIN (SELECT NULL::bigint AS id, NULL::text AS name) AS l),"
+            )
+            +
+            # An existing person is renamed only where name.basics differs, and given the nm id when linked (the row
+            # is locked until the commit; the foreign key checks of other transactions' credits take a lock that
+            # does not conflict with it).
+            " renamed AS (UPDATE movies_person AS p"
+            "  SET name = coalesce(r.staged, p.name), imdb_id = CASE WHEN r.linked THEN r.nconst ELSE p.imdb_id END,"
+            "  updated_at = now()"
+            "  FROM person AS r WHERE p.id = r.id AND (r.linked OR r.staged <> r.current)),"
             # A credit is kept when its person is in the catalogue or named by name.basics; else it is dropped.
             " kept AS MATERIALIZED ("
             "  SELECT c.movie_id, c.director, c.ord, c.nconst, c.character, r.id AS person_id, r.staged"
@@ -1074,26 +1149,98 @@ class Counts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    linked: int = 0
+    merged: int = 0
+    # What the batch found ambiguous (reported once the batch is committed, not on each attempt).
+    notes: list[RowError] = field(default_factory=list)
 
     def add(self, other: Counts) -> None:
         self.created += other.created
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.linked += other.linked
+        self.merged += other.merged
+        self.notes += other.notes
 
 
 class BatchConflict(Exception):
     """A locked row did not have the version read: the batch is rolled back and retried."""
 
 
-_MOVIE_COLUMNS = "id, version, title, year, runtime, overview, imdb_id"
+class Precedence:
+    """Which source may overwrite which field: a curator first, then the import sources in the order given.
+
+    A field whose source is unknown (written before provenance was kept) ranks below every source.
+    """
+
+    DEFAULT = ("ours", "imdb", "movielens")
+
+    def __init__(self, order: Iterable[str] = DEFAULT) -> None:
+        names = [name.strip().lower() for name in order if name.strip()]
+        if names and names[0] == CURATOR:
+            names = names[1:]
+        unknown = sorted(set(names) - set(self.DEFAULT))
+        if unknown or len(set(names)) != len(names) or CURATOR in names:
+            raise InputUnusable(
+                f"--precedence lists import sources, each once, after an optional 'curator': {', '.join(self.DEFAULT)}"
+                f" (got {','.join(order)!r})"
+            )
+        names += [name for name in self.DEFAULT if name not in names]  # unlisted sources rank last, in default order
+        self.order = (CURATOR, *names)
+        self._rank = {name: len(self.order) - index for index, name in enumerate(self.order)}
+
+    def rank(self, origin: str | None) -> int:
+        """The rank of a source or of an origin in `field_sources` (`ours:<file>` ranks as `ours`)."""
+        return self._rank.get((origin or "").partition(":")[0], 0)
+
+
+@dataclass(slots=True)
+class Plan:
+    """What one matched movie becomes: its new scalar values and provenance, and the relations it replaces."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+    bump: bool
+    genres: list[int] | None = None
+    directors: list[int] | None = None
+    cast: list[tuple[int, str]] | None = None
+
+
+# The matched movie's row as locked: these columns, in this order.
+_MOVIE_COLUMNS = "id, version, title, year, runtime, overview, imdb_id, field_sources"
+# A movie's directors as match keys: their nm ids and their normalised names.
+_DIRECTOR_KEYS_SQL = (
+    "ARRAY(SELECT unnest(ARRAY[p.imdb_id, movies_match_key(p.name)]) FROM movies_movie_directors d"
+    " JOIN movies_person p ON p.id = d.person_id WHERE d.movie_id = m.id)"
+)
+
+
+def _candidates(rows: Iterable[tuple[Any, ...]]) -> str:
+    return "; ".join(f"movie {pk} {title!r} ({year}, {imdb or 'no IMDb id'})" for pk, title, year, imdb in rows)
 
 
 class BatchWriter:
-    """Writes batches of validated records with bulk SQL; genres resolved once and kept (there are few)."""
+    """Writes batches of validated records with bulk SQL; genres resolved once and kept (there are few).
 
-    def __init__(self, genre_names: dict[str, str], source: Source | None = None) -> None:
+    `claimed` (shared by the import's writers) holds the movies rows of this import already matched or created:
+    another row of the same file is a distinct movie, so it never matches one of them by title and year.
+    """
+
+    def __init__(
+        self,
+        genre_names: dict[str, str],
+        source: Source | None = None,
+        *,
+        precedence: Precedence | None = None,
+        claimed: set[int] | None = None,
+        link_people: bool = True,
+    ) -> None:
         self.genre_names = genre_names
         self.source = source or Source()
+        self.precedence = precedence or Precedence()
+        self.rank = self.precedence.rank(self.source.name)
+        self.claimed = claimed if claimed is not None else set()
+        self.link_people = link_people
         self.genre_ids: dict[str, int] = {}
         self.genres_table = Movie.genres.through._meta.db_table
         self.directors_table = Movie.directors.through._meta.db_table
@@ -1107,7 +1254,9 @@ class BatchWriter:
         for attempt in range(3):
             try:
                 with transaction.atomic():
-                    return self._write(records)
+                    counts, written = self._write(records)
+                self.claimed.update(written)
+                return counts
             except BatchConflict:
                 if attempt == 2:
                     raise
@@ -1116,106 +1265,196 @@ class BatchWriter:
                     raise
         raise AssertionError("unreachable")
 
-    def _write(self, records: list[MovieRecord]) -> Counts:
+    def _write(self, records: list[MovieRecord]) -> tuple[Counts, list[int]]:
         cursor = raw_cursor()
         counts = Counts()
         genre_ids = self._genres(cursor, {slug for record in records for slug in record.genres})
-        matched = self._match(cursor, records)
+        matched, ambiguous = self._match(cursor, records)
+        for record, reason in ambiguous:
+            counts.notes.append(RowError(record.file, record.line, "title", reason))
+        if ambiguous:
+            skipped = {id(record) for record, _ in ambiguous}
+            records = [record for record in records if id(record) not in skipped]
         # Side-file credits pass through Python only for movies to compare; new ones get theirs in SQL below.
         self.source.complete([record for record in records if id(record) in matched])
-        person_ids = self._people(cursor, records)
-        relations = self._relations(cursor, [row[0] for row in matched.values()])
+        movie_of = {key: row[0] for key, row in matched.items()}
+        people = self._people(cursor, records, movie_of, counts)
+        relations = self._relations(cursor, list(movie_of.values()))
 
         new = [record for record in records if id(record) not in matched]
-        changed: list[tuple[MovieRecord, tuple[Any, ...]]] = []
+        plans: list[tuple[tuple[Any, ...], Plan]] = []
         for record in records:
-            if id(record) not in matched:
+            row = matched.get(id(record))
+            if row is None:
                 continue
-            row = matched[id(record)]
-            if self._differs(record, row, relations.get(row[0]), genre_ids, person_ids):
-                changed.append((record, row))
+            # A row carrying the movie's own id is this catalogue's export: it asserts nothing its values do not.
+            own = record.row_id == str(row[0])
+            plan = self._plan(record, row, relations[row[0]], people, genre_ids, claim_equal=not own)
+            if plan.bump:
+                counts.updated += 1
+                counts.linked += int(row[6] is None and plan.values["imdb_id"] is not None)
+                counts.merged += int(plan.cast is not None and "cast" in self.source.partial)
             else:
                 counts.unchanged += 1
+            if plan.bump or plan.sources != row[7]:
+                plans.append((row, plan))
 
         movie_ids: dict[int, int] = {}
         if new:
             cursor.execute(
-                "INSERT INTO movies_movie (title, year, runtime, overview, imdb_id, version, rating_count,"
-                " rating_sum, created_at, updated_at)"
-                " SELECT t, y, r, o, i, 1, 0, 0, now(), now()"
-                " FROM unnest(%b::text[], %b::int[], %b::int[], %b::text[], %b::text[]) AS v(t, y, r, o, i)"
-                " RETURNING id, imdb_id, title, year",
+                "INSERT INTO movies_movie (title, year, runtime, overview, imdb_id, field_sources, version,"
+                " rating_count, rating_sum, created_at, updated_at)"
+                " SELECT t, y, r, o, i, s::jsonb, 1, 0, 0, now(), now()"
+                " FROM unnest(%b::text[], %b::int[], %b::int[], %b::text[], %b::text[], %b::text[])"
+                " WITH ORDINALITY AS v(t, y, r, o, i, s, n) ORDER BY n RETURNING id",
                 [
                     [r.title for r in new],
                     [r.year for r in new],
                     [r.runtime for r in new],
                     [r.overview for r in new],
                     [r.imdb_id for r in new],
+                    [json.dumps(self._new_sources(r)) for r in new],
                 ],
             )
-            by_key = {("imdb", i) if i else ("natural", t, y): pk for pk, i, t, y in cursor.fetchall()}
-            for record in new:
-                movie_ids[id(record)] = by_key[record.key]
+            # INSERT ... SELECT ... ORDER BY returns the rows in that order (the ids come from one sequence, in it).
+            created = sorted(pk for (pk,) in cursor.fetchall())
+            for record, pk in zip(new, created, strict=True):
+                movie_ids[id(record)] = pk
             counts.created = len(new)
-        if changed:
-            merged = [self._merge(record, row) for record, row in changed]
+        if plans:
             cursor.execute(
                 "UPDATE movies_movie AS m SET title = v.t, year = v.y, runtime = v.r, overview = v.o,"
-                " imdb_id = v.i, version = m.version + 1, updated_at = now()"
-                " FROM unnest(%b::bigint[], %b::int[], %b::text[], %b::int[], %b::int[], %b::text[], %b::text[])"
-                " AS v(id, ver, t, y, r, o, i) WHERE m.id = v.id AND m.version = v.ver",
-                [list(column) for column in zip(*merged, strict=True)],
+                " imdb_id = v.i, field_sources = v.s::jsonb, version = m.version + v.b,"
+                " updated_at = CASE WHEN v.b = 1 THEN now() ELSE m.updated_at END"
+                " FROM unnest(%b::bigint[], %b::int[], %b::text[], %b::int[], %b::int[], %b::text[], %b::text[],"
+                " %b::text[], %b::int[]) AS v(id, ver, t, y, r, o, i, s, b) WHERE m.id = v.id AND m.version = v.ver",
+                [
+                    [row[0] for row, _ in plans],
+                    [row[1] for row, _ in plans],
+                    *([plan.values[name] for _, plan in plans] for name in SCALARS),
+                    [json.dumps(plan.sources) for _, plan in plans],
+                    [int(plan.bump) for _, plan in plans],
+                ],
             )
-            if cursor.rowcount != len(changed):
+            if cursor.rowcount != len(plans):
                 raise BatchConflict
-            ids = [row[0] for _, row in changed]
-            for record, row in changed:
-                movie_ids[id(record)] = row[0]
             for name, table in (
                 ("genres", self.genres_table),
                 ("directors", self.directors_table),
                 ("cast", self.cast_table),
             ):
-                replaced = [pk for (record, _), pk in zip(changed, ids, strict=True) if name in record.present]
+                replaced = [row[0] for row, plan in plans if getattr(plan, name) is not None]
                 if replaced:
                     cursor.execute(f"DELETE FROM {table} WHERE movie_id = ANY(%s)", [replaced])  # noqa: S608
-            counts.updated = len(changed)
 
-        written = new + [record for record, _ in changed]
-        new_ids = {id(record) for record in new}
+        def person(record: MovieRecord, ref: PersonRef) -> int:
+            return people[id(record), ref.key]
+
         self._copy(
             cursor,
             f"COPY {self.genres_table} (movie_id, genre_id) FROM STDIN",
-            (
-                (movie_ids[id(r)], genre_ids[slug])
-                for r in written
-                if "genres" in r.present or id(r) in new_ids
-                for slug in r.genres
-            ),
+            [
+                *((movie_ids[id(r)], genre_ids[slug]) for r in new for slug in r.genres),
+                *((row[0], pk) for row, plan in plans for pk in plan.genres or ()),
+            ],
         )
         self._copy(
             cursor,
             f"COPY {self.directors_table} (movie_id, person_id) FROM STDIN",
-            (
-                (movie_ids[id(r)], pid)
-                for r in written
-                if "directors" in r.present or id(r) in new_ids
-                for pid in dict.fromkeys(person_ids[p.key] for p in r.directors)
-            ),
+            [
+                *((movie_ids[id(r)], pid) for r in new for pid in dict.fromkeys(person(r, p) for p in r.directors)),
+                *((row[0], pid) for row, plan in plans for pid in plan.directors or ()),
+            ],
         )
         self._copy(
             cursor,
             f'COPY {self.cast_table} (movie_id, person_id, "character", "order") FROM STDIN',
-            (
-                (movie_ids[id(r)], person_ids[person.key], character, order)
-                for r in written
-                if "cast" in r.present or id(r) in new_ids
-                for order, (person, character) in enumerate(r.cast)
-            ),
+            [
+                *(
+                    (movie_ids[id(r)], person(r, ref), character, order)
+                    for r in new
+                    for order, (ref, character) in enumerate(r.cast)
+                ),
+                *(
+                    (row[0], pid, character, order)
+                    for row, plan in plans
+                    for order, (pid, character) in enumerate(plan.cast or ())
+                ),
+            ],
         )
         # Last: it may create people, which other transactions creating the same ones wait for (see there).
-        self.source.write_credits(cursor, [(movie_ids[id(record)], record.imdb_id) for record in new])
-        return counts
+        self.source.write_credits(
+            cursor, [(movie_ids[id(record)], record.imdb_id) for record in new], link=self.link_people
+        )
+        return counts, [*movie_ids.values(), *movie_of.values()]
+
+    def _new_sources(self, record: MovieRecord) -> dict[str, str]:
+        """A new movie's provenance: the fields the row carries, and the credits its source writes in SQL."""
+        names = [name for name in PROVENANCE_FIELDS if record.carries(name)]
+        names += [name for name in self.source.sql_credits if name in record.present and name not in names]
+        return dict.fromkeys(sorted(names), self.source.origin)
+
+    def _plan(
+        self,
+        record: MovieRecord,
+        row: tuple[Any, ...],
+        current: dict[str, Any],
+        people: dict[tuple[int, tuple[str, str]], int],
+        genre_ids: dict[str, int],
+        *,
+        claim_equal: bool,
+    ) -> Plan:
+        """Merge a row into its movie by precedence: a field is written only when its source ranks at least as
+        high as the one that set it; a source ranking higher takes the field over even when the value is equal
+        (unless the row is this catalogue's own export: claim_equal False), so no lower source can change it."""
+        _, _, *scalars, owners = row
+        values = dict(zip(SCALARS, scalars, strict=True))
+        sources = dict(owners)
+        bump = False
+        rank, origin = self.rank, self.source.origin
+        plan = Plan(values, sources, False)
+
+        def take(field_name: str, differs: bool) -> bool:
+            """Whether the record writes this field; records the claim. Of two origins of one rank (two of our
+            files), the first to set a field keeps it: the same file again may change it."""
+            owner = owners.get(field_name)
+            owner_rank = self.precedence.rank(owner)
+            if not record.carries(field_name) or rank < owner_rank or (rank == owner_rank and owner != origin):
+                return False
+            if differs or (claim_equal and rank > owner_rank):
+                sources[field_name] = origin
+            return differs
+
+        for field_name in SCALARS:
+            new = getattr(record, field_name)
+            if take(field_name, new != values[field_name]):
+                values[field_name] = new
+                bump = True
+        genres = [genre_ids[slug] for slug in record.genres]
+        if take("genres", set(genres) != current["genres"]):
+            plan.genres, bump = genres, True
+        directors = list(dict.fromkeys(people[id(record), ref.key] for ref in record.directors))
+        if "directors" in self.source.partial:
+            directors = list(dict.fromkeys([*current["directors"], *directors]))
+        if take("directors", set(directors) != set(current["directors"])):
+            plan.directors, bump = directors, True
+        cast = [(people[id(record), ref.key], character) for ref, character in record.cast]
+        if "cast" in self.source.partial:
+            cast = self._merge_cast(current["cast"], cast)
+        if take("cast", cast != current["cast"]):
+            plan.cast, bump = cast, True
+        plan.bump = bump
+        return plan
+
+    @staticmethod
+    def _merge_cast(current: list[tuple[int, str]], partial: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """A partial cast (the top-billed only) merged into the current one: each person's character from the
+        partial list, people the current cast lacks appended in the partial list's order; nobody removed."""
+        characters = dict(partial)
+        merged = [(pid, characters.get(pid) or character) for pid, character in current]
+        known = {pid for pid, _ in current}
+        merged += [(pid, character) for pid, character in partial if pid not in known]
+        return merged[:MAX_CAST]
 
     @staticmethod
     def _copy(cursor: psycopg.Cursor[Any], sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -1243,120 +1482,286 @@ class BatchWriter:
             self.genre_ids.update(cursor.fetchall())
         return self.genre_ids
 
-    @staticmethod
-    def _people(cursor: psycopg.Cursor[Any], records: list[MovieRecord]) -> dict[tuple[str, str], int]:
-        """Person ids by key: nm id (created, or renamed when the name changed), else name (first match)."""
-        by_nm: dict[str, str] = {}
-        by_name: set[str] = set()
+    def _people(
+        self,
+        cursor: psycopg.Cursor[Any],
+        records: list[MovieRecord],
+        movie_of: dict[int, int],
+        counts: Counts,
+    ) -> dict[tuple[int, tuple[str, str]], int]:
+        """Person ids by (record, person key), set-based, in the order docs/loading-data.md gives:
+
+        1. by nm id; 2. by normalised name among the people credited on the matched movie, when exactly one
+        is (and has no other nm id); 3. by normalised name in the whole catalogue when exactly one person has it
+        (for a person with an nm id: one without any); else created. A person found by name for an nm id is
+        linked (given the id) instead of twinned; two or more candidates are reported and a new person created.
+        """
+        refs: dict[tuple[int, tuple[str, str]], tuple[MovieRecord, PersonRef, str]] = {}
         for record in records:
-            for person in [*record.directors, *(person for person, _ in record.cast)]:
-                if person.imdb_id:
-                    by_nm.setdefault(person.imdb_id, person.name)
-                else:
-                    by_name.add(person.name)
-        ids: dict[tuple[str, str], int] = {}
-        if by_nm:
-            nms = list(by_nm)
+            for index, ref in enumerate(record.directors):
+                refs.setdefault((id(record), ref.key), (record, ref, f"directors[{index}]"))
+            for index, (ref, _) in enumerate(record.cast):
+                refs.setdefault((id(record), ref.key), (record, ref, f"cast[{index}]"))
+        ids: dict[tuple[int, tuple[str, str]], int] = {}
+        if not refs:
+            return ids
+        nms = sorted({ref.imdb_id for _, ref, _ in refs.values() if ref.imdb_id})
+        by_nm: dict[str, int] = {}
+        if nms:
             cursor.execute("SELECT imdb_id, id, name FROM movies_person WHERE imdb_id = ANY(%s)", [nms])
-            renamed: list[tuple[str, str]] = []
+            renamed: dict[str, str] = {}
+            names = {ref.imdb_id: ref.name for _, ref, _ in refs.values() if ref.imdb_id}
             for nm, pk, name in cursor.fetchall():
-                ids["nm", nm] = pk
-                if name != by_nm[nm]:
-                    renamed.append((nm, by_nm[nm]))
-            missing = sorted(nm for nm in nms if ("nm", nm) not in ids)  # sorted: concurrent writers, no deadlock
-            if missing:
-                cursor.execute(
-                    "INSERT INTO movies_person (name, imdb_id, created_at, updated_at)"
-                    " SELECT n, i, now(), now() FROM unnest(%s::text[], %s::text[]) AS v(n, i)"
-                    " ON CONFLICT (imdb_id) DO NOTHING RETURNING imdb_id, id",
-                    [[by_nm[nm] for nm in missing], missing],
-                )
-                ids.update((("nm", nm), pk) for nm, pk in cursor.fetchall())
-                still = [nm for nm in missing if ("nm", nm) not in ids]
-                if still:  # created meanwhile by someone else
-                    cursor.execute("SELECT imdb_id, id FROM movies_person WHERE imdb_id = ANY(%s)", [still])
-                    ids.update((("nm", nm), pk) for nm, pk in cursor.fetchall())
+                by_nm[nm] = pk
+                if self.source.renames_people and name != names[nm]:
+                    renamed[nm] = names[nm]
             if renamed:
                 cursor.execute(
                     "UPDATE movies_person AS p SET name = v.n, updated_at = now()"
                     " FROM unnest(%s::text[], %s::text[]) AS v(i, n) WHERE p.imdb_id = v.i",
-                    [[nm for nm, _ in renamed], [name for _, name in renamed]],
+                    [list(renamed), list(renamed.values())],
                 )
-        if by_name:
-            names = sorted(by_name)
+        pending: list[tuple[int, tuple[str, str]]] = []
+        for key, (_, ref, _) in refs.items():
+            if ref.imdb_id and ref.imdb_id in by_nm:
+                ids[key] = by_nm[ref.imdb_id]
+            else:
+                pending.append(key)
+
+        links: dict[int, str] = {}  # person id -> the nm id it learns
+
+        def resolve(key: tuple[int, tuple[str, str]], candidates: list[tuple[int, str | None]]) -> bool:
+            ref = refs[key][1]
+            # A person with another nm id is someone else; a name without an id may be anyone of that name.
+            fits = [(pk, nm) for pk, nm in candidates if not ref.imdb_id or nm is None or nm == ref.imdb_id]
+            if len({pk for pk, _ in fits}) != 1:
+                return False
+            pk, nm = fits[0]
+            if ref.imdb_id and nm is None and links.setdefault(pk, ref.imdb_id) != ref.imdb_id:
+                return False  # the same person cannot learn two ids: a second one is a new person
+            ids[key] = pk
+            return True
+
+        # 2. Credited on the same (matched) movie.
+        on_movie = [key for key in pending if key[0] in movie_of]
+        if on_movie:
             cursor.execute(
-                "SELECT DISTINCT ON (name) name, id FROM movies_person"
-                " WHERE imdb_id IS NULL AND name = ANY(%s) ORDER BY name, id",
-                [names],
+                "SELECT k.n, p.id, p.imdb_id FROM unnest(%b::bigint[], %b::text[]) WITH ORDINALITY AS k(movie, name, n)"
+                " CROSS JOIN LATERAL (SELECT person_id FROM movies_cast WHERE movie_id = k.movie"
+                "  UNION SELECT person_id FROM movies_movie_directors WHERE movie_id = k.movie) AS c"
+                " JOIN movies_person p ON p.id = c.person_id AND movies_match_key(p.name) = movies_match_key(k.name)",
+                [[movie_of[key[0]] for key in on_movie], [refs[key][1].name for key in on_movie]],
             )
-            ids.update((("name", name), pk) for name, pk in cursor.fetchall())
-            missing = [name for name in names if ("name", name) not in ids]
-            if missing:
-                cursor.execute(
-                    "INSERT INTO movies_person (name, created_at, updated_at)"
-                    " SELECT n, now(), now() FROM unnest(%s::text[]) AS v(n) RETURNING name, id",
-                    [missing],
-                )
-                ids.update((("name", name), pk) for name, pk in cursor.fetchall())
+            found: dict[int, list[tuple[int, str | None]]] = {}
+            for n, pk, nm in cursor.fetchall():
+                found.setdefault(n - 1, []).append((pk, nm))
+            done = {on_movie[n] for n, candidates in found.items() if resolve(on_movie[n], candidates)}
+            pending = [key for key in pending if key not in done]
+        # 3. In the whole catalogue, by name (dis-)ambiguated by the nm id, one query per distinct (name, nm?).
+        if pending:
+            wanted = list(dict.fromkeys((refs[key][1].name, refs[key][1].imdb_id is not None) for key in pending))
+            cursor.execute(
+                "SELECT k.n, p.id, p.imdb_id FROM unnest(%b::text[], %b::bool[]) WITH ORDINALITY AS k(name, has_nm, n)"
+                " CROSS JOIN LATERAL (SELECT id, imdb_id FROM movies_person"
+                "  WHERE movies_match_key(name) = movies_match_key(k.name) AND (NOT k.has_nm OR imdb_id IS NULL)"
+                "  ORDER BY id LIMIT 6) AS p",
+                [[name for name, _ in wanted], [has_nm for _, has_nm in wanted]],
+            )
+            by_name: dict[tuple[str, bool], list[tuple[int, str | None]]] = {}
+            for n, pk, nm in cursor.fetchall():
+                by_name.setdefault(wanted[n - 1], []).append((pk, nm))
+            still: list[tuple[int, tuple[str, str]]] = []
+            for key in pending:
+                record, ref, where = refs[key]
+                candidates = by_name.get((ref.name, ref.imdb_id is not None), [])
+                if resolve(key, candidates):
+                    continue
+                if len(candidates) > 1:
+                    listed = ", ".join(f"person {pk} ({nm or 'no IMDb id'})" for pk, nm in candidates)
+                    counts.notes.append(
+                        RowError(
+                            record.file,
+                            record.line,
+                            where,
+                            f"ambiguous: {len(candidates)}{'+' if len(candidates) == 6 else ''} people are named"
+                            f" {ref.name!r} ({listed}); a new person was created for this credit",
+                        )
+                    )
+                still.append(key)
+            pending = still
+        if links:
+            cursor.execute(
+                "UPDATE movies_person AS p SET imdb_id = v.i, updated_at = now()"
+                " FROM unnest(%s::bigint[], %s::text[]) AS v(id, i) WHERE p.id = v.id AND p.imdb_id IS NULL",
+                [list(links), list(links.values())],
+            )
+            counts.linked += len(links)
+        # 4. Created: by nm id (ON CONFLICT: another writer may create it meanwhile), else one per exact name.
+        new_nm: dict[str, str] = {}
+        for key in pending:
+            ref = refs[key][1]
+            if ref.imdb_id:
+                new_nm.setdefault(ref.imdb_id, ref.name)
+        if new_nm:
+            missing = sorted(new_nm)  # sorted: concurrent writers, no deadlock
+            cursor.execute(
+                "INSERT INTO movies_person (name, imdb_id, created_at, updated_at)"
+                " SELECT n, i, now(), now() FROM unnest(%s::text[], %s::text[]) AS v(n, i)"
+                " ON CONFLICT (imdb_id) DO NOTHING",
+                [[new_nm[nm] for nm in missing], missing],
+            )
+            cursor.execute("SELECT imdb_id, id FROM movies_person WHERE imdb_id = ANY(%s)", [missing])
+            by_nm.update(cursor.fetchall())
+        new_names = sorted({refs[key][1].name for key in pending if not refs[key][1].imdb_id})
+        created: dict[str, int] = {}
+        if new_names:
+            cursor.execute(
+                "INSERT INTO movies_person (name, created_at, updated_at)"
+                " SELECT n, now(), now() FROM unnest(%s::text[]) AS v(n) RETURNING name, id",
+                [new_names],
+            )
+            created = dict(cursor.fetchall())
+        for key in pending:
+            ref = refs[key][1]
+            ids[key] = by_nm[ref.imdb_id] if ref.imdb_id else created[ref.name]
         return ids
 
-    @staticmethod
-    def _match(cursor: psycopg.Cursor[Any], records: list[MovieRecord]) -> dict[int, tuple[Any, ...]]:
-        """Existing movies for the records (by IMDb id, else by title + year among movies without one), locked."""
-        imdb_ids = [r.imdb_id for r in records if r.imdb_id]
-        cursor.execute("SELECT id, imdb_id FROM movies_movie WHERE imdb_id = ANY(%b)", [imdb_ids])
-        by_imdb = {i: pk for pk, i in cursor.fetchall()}
-        natural = [r for r in records if not (r.imdb_id and r.imdb_id in by_imdb)]
-        by_natural: dict[tuple[str, int], int] = {}
-        if natural:
-            cursor.execute(
-                "SELECT DISTINCT ON (m.title, m.year) m.title, m.year, m.id FROM movies_movie m"
-                " JOIN unnest(%b::text[], %b::int[]) AS k(title, year) ON m.title = k.title AND m.year = k.year"
-                " WHERE m.imdb_id IS NULL ORDER BY m.title, m.year, m.id",
-                [[r.title for r in natural], [r.year for r in natural]],
-            )
-            by_natural = {(t, y): pk for t, y, pk in cursor.fetchall()}
+    def _match(
+        self, cursor: psycopg.Cursor[Any], records: list[MovieRecord]
+    ) -> tuple[dict[int, tuple[Any, ...]], list[tuple[MovieRecord, str]]]:
+        """Existing movies for the records, locked: (id(record) -> row, the ambiguous records with the reason).
+
+        1. By IMDb id. 2. By the row's own id, when the movie with that id has the same normalised title and year
+        (and no other IMDb id): an export re-imported onto its own catalogue. 3. By normalised title and year, among
+        all movies for a row without an IMDb id and among movies without one for a row with one, leaving out
+        movies another row of this import has: one candidate matches; several are narrowed to those sharing a
+        director; still several is ambiguous, reported and not written.
+        """
         wanted: dict[int, int] = {}  # id(record) -> movie id
         taken: set[int] = set()
+
+        def take(record: MovieRecord, pk: int) -> bool:
+            if pk in taken or pk in self.claimed:
+                return False
+            wanted[id(record)] = pk
+            taken.add(pk)
+            return True
+
+        imdb_ids = [r.imdb_id for r in records if r.imdb_id]
+        cursor.execute("SELECT imdb_id, id FROM movies_movie WHERE imdb_id = ANY(%b)", [imdb_ids])
+        by_imdb = dict(cursor.fetchall())
+        rest: list[MovieRecord] = []
         for record in records:
             pk = by_imdb.get(record.imdb_id) if record.imdb_id else None
-            if pk is None:
-                pk = by_natural.get((record.title, record.year))
-            if pk is not None and pk not in taken:
-                wanted[id(record)] = pk
-                taken.add(pk)
+            if pk is None or not take(record, pk):
+                rest.append(record)
+        with_id = [r for r in rest if r.row_id is not None and r.row_id.isdigit() and len(r.row_id) < 19]
+        if with_id:
+            cursor.execute(
+                "SELECT k.n, m.id FROM unnest(%b::bigint[], %b::text[], %b::int[], %b::text[])"
+                " WITH ORDINALITY AS k(id, title, year, imdb, n) JOIN movies_movie m ON m.id = k.id AND m.year = k.year"
+                " AND movies_match_key(m.title) = movies_match_key(k.title) AND (k.imdb IS NULL OR m.imdb_id IS NULL)",
+                [
+                    [int(r.row_id) for r in with_id],  # type: ignore[arg-type]
+                    [r.title for r in with_id],
+                    [r.year for r in with_id],
+                    [r.imdb_id for r in with_id],
+                ],
+            )
+            for n, pk in cursor.fetchall():
+                take(with_id[n - 1], pk)
+            rest = [r for r in rest if id(r) not in wanted]
+        ambiguous: list[tuple[MovieRecord, str]] = []
+        if any(r.imdb_id for r in rest):
+            # A row with an IMDb id matches by title only a movie without one: none, as in most IMDb imports onto
+            # an IMDb-keyed catalogue, spares a normalised title per row (movies_match_key costs ~5-10 us).
+            cursor.execute("SELECT EXISTS (SELECT 1 FROM movies_movie WHERE imdb_id IS NULL)")
+            if not cursor.fetchone()[0]:  # type: ignore[index]
+                rest = [r for r in rest if not r.imdb_id]
+        if rest:
+            cursor.execute(
+                "SELECT k.n, m.id, m.title, m.year, m.imdb_id FROM unnest(%b::text[], %b::int[], %b::bool[])"
+                " WITH ORDINALITY AS k(title, year, has_imdb, n) JOIN movies_movie m"
+                " ON movies_match_key(m.title) = movies_match_key(k.title) AND m.year = k.year"
+                " AND (NOT k.has_imdb OR m.imdb_id IS NULL) ORDER BY k.n, m.id",
+                [[r.title for r in rest], [r.year for r in rest], [r.imdb_id is not None for r in rest]],
+            )
+            found: dict[int, list[tuple[Any, ...]]] = {}
+            for n, *candidate in cursor.fetchall():
+                found.setdefault(n - 1, []).append(tuple(candidate))
+            tied: list[tuple[MovieRecord, list[tuple[Any, ...]]]] = []
+            for n, candidates in found.items():
+                record = rest[n]
+                free = [c for c in candidates if c[0] not in self.claimed and c[0] not in taken]
+                if len(free) == 1:
+                    take(record, free[0][0])
+                elif free:
+                    tied.append((record, free))
+            if tied:
+                ambiguous = self._tie_break(cursor, tied, take)
         if not wanted:
-            return {}
+            return {}, ambiguous
         # Lock in id order (no deadlocks between importers); the UPDATE checks the version read here.
         cursor.execute(
             f"SELECT {_MOVIE_COLUMNS} FROM movies_movie WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",  # noqa: S608
             [sorted(taken)],
         )
-        rows = {row[0]: row for row in cursor.fetchall()}
+        # jsonb arrives as text (Django's psycopg setup): the provenance is parsed here, once.
+        rows = {row[0]: (*row[:-1], json.loads(row[-1]) if isinstance(row[-1], str) else row[-1]) for row in cursor}
         matched = {key: rows[pk] for key, pk in wanted.items() if pk in rows}
         # The row as locked may have changed since it was matched (another batch gave it an IMDb id): match again.
         for record in records:
             row = matched.get(id(record))
-            if row is None or (record.imdb_id and row[-1] == record.imdb_id):
+            if row is None or (record.imdb_id and row[6] == record.imdb_id):
                 continue
-            if row[-1] is not None or (row[2], row[3]) != (record.title, record.year):
+            if (row[6] is not None and record.imdb_id is not None) or row[3] != record.year:
                 raise BatchConflict
-        return matched
+        return matched, ambiguous
+
+    @staticmethod
+    def _tie_break(
+        cursor: psycopg.Cursor[Any],
+        tied: list[tuple[MovieRecord, list[tuple[Any, ...]]]],
+        take: Callable[[MovieRecord, int], bool],
+    ) -> list[tuple[MovieRecord, str]]:
+        """Several movies share a row's normalised title and year: the one that shares a director, if only one."""
+        pks = sorted({c[0] for _, candidates in tied for c in candidates})
+        cursor.execute(f"SELECT m.id, {_DIRECTOR_KEYS_SQL} FROM movies_movie m WHERE m.id = ANY(%s)", [pks])  # noqa: S608
+        directors = {pk: set(keys) - {None} for pk, keys in cursor.fetchall()}
+        names = sorted({ref.name for record, _ in tied for ref in record.directors})
+        cursor.execute("SELECT n, movies_match_key(n) FROM unnest(%s::text[]) AS n", [names])
+        name_keys = dict(cursor.fetchall())
+        ambiguous: list[tuple[MovieRecord, str]] = []
+        for record, candidates in tied:
+            keys = {ref.imdb_id for ref in record.directors if ref.imdb_id}
+            keys |= {name_keys[ref.name] for ref in record.directors}
+            sharing = [c for c in candidates if keys & directors.get(c[0], set())]
+            if len(sharing) == 1 and take(record, sharing[0][0]):
+                continue
+            ambiguous.append(
+                (
+                    record,
+                    f"ambiguous: {len(candidates)} movies match {record.title!r} ({record.year})"
+                    f"{'' if not record.directors else ' and no single one shares a director'}: "
+                    f"{_candidates(candidates)}; not written (give the row an IMDb id, or edit one of them)",
+                )
+            )
+        return ambiguous
 
     def _relations(self, cursor: psycopg.Cursor[Any], movie_ids: list[int]) -> dict[int, dict[str, Any]]:
-        """The current genres, directors (as sets) and cast (as a list) of the matched movies."""
-        current: dict[int, dict[str, Any]] = {pk: {"genres": set(), "directors": set(), "cast": []} for pk in movie_ids}
+        """The current genres (a set), directors and cast (lists, in order) of the matched movies."""
+        current: dict[int, dict[str, Any]] = {pk: {"genres": set(), "directors": [], "cast": []} for pk in movie_ids}
         if not movie_ids:
             return current
         cursor.execute(f"SELECT movie_id, genre_id FROM {self.genres_table} WHERE movie_id = ANY(%s)", [movie_ids])  # noqa: S608
         for pk, genre in cursor.fetchall():
             current[pk]["genres"].add(genre)
         cursor.execute(
-            f"SELECT movie_id, person_id FROM {self.directors_table} WHERE movie_id = ANY(%s)",  # noqa: S608
+            f"SELECT movie_id, person_id FROM {self.directors_table} WHERE movie_id = ANY(%s) ORDER BY id",  # noqa: S608
             [movie_ids],
         )
         for pk, person in cursor.fetchall():
-            current[pk]["directors"].add(person)
+            current[pk]["directors"].append(person)
         cursor.execute(
             f'SELECT movie_id, person_id, "character" FROM {self.cast_table}'  # noqa: S608
             ' WHERE movie_id = ANY(%s) ORDER BY movie_id, "order"',
@@ -1365,32 +1770,6 @@ class BatchWriter:
         for pk, person, character in cursor.fetchall():
             current[pk]["cast"].append((person, character))
         return current
-
-    @staticmethod
-    def _merge(record: MovieRecord, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        """The movie's new scalar values: the record's where it carries the field, the current ones elsewhere."""
-        pk, version, *values = row
-        current = dict(zip(SCALARS, values, strict=True))
-        new = [getattr(record, name) if name in record.present else current[name] for name in SCALARS]
-        return (pk, version, *new)
-
-    def _differs(
-        self,
-        record: MovieRecord,
-        row: tuple[Any, ...],
-        relations: dict[str, Any] | None,
-        genre_ids: dict[str, int],
-        person_ids: dict[tuple[str, str], int],
-    ) -> bool:
-        if self._merge(record, row) != row:
-            return True
-        relations = relations or {"genres": set(), "directors": set(), "cast": []}
-        present = record.present
-        if "genres" in present and {genre_ids[slug] for slug in record.genres} != relations["genres"]:
-            return True
-        if "directors" in present and {person_ids[p.key] for p in record.directors} != relations["directors"]:
-            return True
-        return "cast" in present and [(person_ids[p.key], c) for p, c in record.cast] != relations["cast"]
 
 
 # ---- the import --------------------------------------------------------------------------------
@@ -1402,6 +1781,8 @@ class ImportResult:
     rows: int = 0
     valid: int = 0
     rejected: int = 0
+    # Rows or credits that match several movies or people: reported with the candidates, never guessed.
+    ambiguous: int = 0
     elapsed: float = 0.0
     dry_run: bool = False
     strict: bool = False
@@ -1409,17 +1790,21 @@ class ImportResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.rejected or self.fatal else 0
+        return 1 if self.rejected or self.ambiguous or self.fatal else 0
 
     def summary(self) -> str:
         rate = self.rows / self.elapsed if self.elapsed else 0.0
+        c = self.counts
+        counts = (
+            f"created: {c.created:,}, updated: {c.updated:,}, unchanged: {c.unchanged:,}, linked: {c.linked:,},"
+            f" merged: {c.merged:,}, ambiguous: {self.ambiguous:,}"
+        )
         if self.dry_run:
-            head = f"dry run, nothing written: valid: {self.valid:,}"
+            head = f"dry run, nothing written: valid: {self.valid:,}, would be {counts}"
         elif self.strict and self.rejected:
             head = "strict: nothing loaded because of rejected rows: created: 0, updated: 0, unchanged: 0"
         else:
-            c = self.counts
-            head = f"created: {c.created:,}, updated: {c.updated:,}, unchanged: {c.unchanged:,}"
+            head = counts
         return f"{head}, rejected: {self.rejected:,}, elapsed: {self.elapsed:.2f}s ({rate:,.0f} rows/s)"
 
 
@@ -1468,6 +1853,7 @@ class Importer:
         batch_size: int = 5000,
         dry_run: bool = False,
         strict: bool = False,
+        precedence: Precedence | None = None,
         errors: ErrorSink,
         progress: Progress,
     ) -> None:
@@ -1476,36 +1862,49 @@ class Importer:
         self.batch_size = max(1, batch_size)
         self.dry_run, self.strict = dry_run, strict
         self.errors, self.progress = errors, progress
-        self.writers: list[BatchWriter] = [BatchWriter(self.genre_names, self.source)]
+        self.precedence = precedence or Precedence()
+        self.claimed: set[int] = set()  # the movies this import has matched or created (BatchWriter)
+        self.writers: list[BatchWriter] = [self._writer(link_people=True)]
         self.result = ImportResult(dry_run=dry_run, strict=strict)
         self.lock = threading.Lock()
         self.threads: list[ThreadPoolExecutor] = []
         self.pending: deque[Future[None]] = deque()
         self.turn = 0
 
-    def report(self, error: RowError) -> None:
+    def _writer(self, *, link_people: bool) -> BatchWriter:
+        return BatchWriter(
+            self.genre_names, self.source, precedence=self.precedence, claimed=self.claimed, link_people=link_people
+        )
+
+    def report(self, error: RowError, *, ambiguous: bool = False) -> None:
         with self.lock:  # the writer threads report rows PostgreSQL refuses
-            self.result.rejected += 1
+            if ambiguous:
+                self.result.ambiguous += 1
+            else:
+                self.result.rejected += 1
             self.errors(error)
 
     def run(self) -> ImportResult:
         start = time.monotonic()
         # Reading and validating (Python) overlap with writing (PostgreSQL) when each batch commits on its
         # own: writer threads with their own connections (two when the source allows, so that two PostgreSQL
-        # backends work at once; see Source.parallel). Inside a caller's transaction, or with --strict's single
-        # transaction, everything stays on this thread's connection.
+        # backends work at once; see Source.parallel). Inside a caller's transaction, with --strict's single
+        # transaction or a dry run's, everything stays on this thread's connection.
         if not self.dry_run and not self.strict and not connection.in_atomic_block:
-            count = 2 if self.source.parallel else 1
+            # People without an IMDb id may be linked to one by name (see BatchWriter._people): one writer then,
+            # so that two batches never link the same person.
+            count = 2 if self.source.parallel and not Person.objects.filter(imdb_id__isnull=True).exists() else 1
             self.threads = [
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-writer-{n}") for n in range(count)
             ]
-            self.writers = [BatchWriter(self.genre_names, self.source) for _ in range(count)]
+            self.writers = [self._writer(link_people=count == 1) for _ in range(count)]
         try:
-            if self.strict and not self.dry_run:
-                # All or nothing: one transaction; each batch is a savepoint inside it.
+            if self.strict or self.dry_run:
+                # All or nothing: one transaction; each batch is a savepoint inside it. A dry run writes everything
+                # the same way, to count what it would do, and rolls it back.
                 with transaction.atomic():
                     self._run()
-                    if self.result.rejected or self.result.fatal:
+                    if self.dry_run or self.result.rejected or self.result.fatal:
                         transaction.set_rollback(True)
             else:
                 self._run()
@@ -1556,13 +1955,13 @@ class Importer:
             raise error
 
     def _writing(self) -> bool:
-        return not self.dry_run and not (self.strict and (self.result.rejected or self.result.fatal))
+        return not (self.strict and (self.result.rejected or self.result.fatal))
 
     def _run(self) -> None:
         if self.threads:
             self._on_writers(self._session)
         # Side files are read once, here, and staged on every writer's connection.
-        cursors: list[psycopg.Cursor[Any]] = [] if self.dry_run else self._on_writers(raw_cursor)
+        cursors: list[psycopg.Cursor[Any]] = self._on_writers(raw_cursor)
         self.source.prepare(cursors=cursors, report=self.report, progress=self.progress)
         seen: set[int] = set()
         batch: list[MovieRecord] = []
@@ -1580,23 +1979,21 @@ class Importer:
                     self.report(RowError(file, line, exc.field, exc.reason))
                     continue
                 # A hash per key keeps memory small; a collision would wrongly reject one row in 2**64.
-                key_hash = hash(record.key)
-                if key_hash in seen:
-                    what = (
-                        f"IMDb id {record.imdb_id}"
-                        if record.imdb_id
-                        else f"title and year {record.title!r}, {record.year}"
-                    )
+                hashes = [hash(key) for key in record.keys]
+                twin = next((key for key, key_hash in zip(record.keys, hashes, strict=True) if key_hash in seen), None)
+                if twin is not None:
+                    kind, *value = twin
+                    what = {"imdb": "IMDb id", "id": "id", "natural": "title and year"}[kind]
                     self.report(
                         RowError(
                             file,
                             line,
-                            "imdb_id" if record.imdb_id else "title",
-                            f"duplicate: {what} appeared earlier in the file",
+                            {"imdb": "imdb_id", "id": "id", "natural": "title"}[kind],
+                            f"duplicate: {what} {', '.join(map(repr, value))} appeared earlier in the file",
                         )
                     )
                     continue
-                seen.add(key_hash)
+                seen.update(hashes)
                 self.result.valid += 1
                 batch.append(record)
                 if len(batch) >= self.batch_size:
@@ -1635,6 +2032,8 @@ class Importer:
                     self.report(RowError(record.file, record.line, "-", f"refused by the database: {reason}"))
         with self.lock:
             self.result.counts.add(counts)
+        for note in counts.notes:
+            self.report(note, ambiguous=True)
 
 
 def run_import(
@@ -1644,6 +2043,7 @@ def run_import(
     batch_size: int = 5000,
     dry_run: bool = False,
     strict: bool = False,
+    precedence: Iterable[str] | None = None,
     errors_path: Path | None = None,
     stderr: TextIO | None = None,
     tty: bool | None = None,
@@ -1658,6 +2058,7 @@ def run_import(
             batch_size=batch_size,
             dry_run=dry_run,
             strict=strict,
+            precedence=Precedence(precedence) if precedence is not None else None,
             errors=sink,
             progress=Progress(stderr, tty=tty),
         )

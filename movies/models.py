@@ -6,14 +6,16 @@ serializers and services repeat them with friendly messages.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.contrib.postgres.search import SearchConfig, SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import Case, F, Func, Q, When
+from django.db.models import Case, F, Func, Q, Value, When
 from django.db.models.functions import Cast, Lower, Round
 
-from movies.sql import TITLE_SEARCH_CONFIG
+from movies.sql import NAME_SEARCH_CONFIG, OVERVIEW_SEARCH_CONFIG, TITLE_SEARCH_CONFIG, UNACCENT_FUNCTION
 
 MIN_YEAR = 1888
 MAX_YEAR_AHEAD = 5
@@ -24,6 +26,28 @@ MAX_GENRES = 10
 IMDB_TITLE_RE = r"^tt[0-9]{7,}$"
 IMDB_NAME_RE = r"^nm[0-9]{7,}$"
 SLUG_RE = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+# The fields of a movie whose source `Movie.field_sources` remembers (README: docs/loading-data.md).
+PROVENANCE_FIELDS = ("title", "year", "runtime", "overview", "imdb_id", "genres", "directors", "cast")
+# What a curator writes through the API or the admin: above every import source.
+CURATOR = "curator"
+
+
+def match_key(expression: str) -> Func:
+    """`movies_match_key(<column>)`: the SQL function (migration 0009) that titles and names are matched by."""
+    return Func(F(expression), function="movies_match_key", output_field=models.TextField())
+
+
+def unaccented(expression: Any) -> Func:
+    """The text without its accents (`Léon` -> `Leon`), through the IMMUTABLE wrapper the trigram indexes are built
+    on (migration 0008): a search compares unaccented texts, so it is accent-blind and still indexed. A plain Func
+    (not a subclass), so that migrations and indexes see the same expression."""
+    return Func(expression, function=UNACCENT_FUNCTION, output_field=models.TextField())
+
+
+def words_of(expression: Any, config: str) -> Func:
+    """`to_tsvector(config, expression)` exactly as indexed: Django's SearchVector would wrap the expression in
+    COALESCE, which no expression index matches."""
+    return Func(SearchConfig(config), expression, function="to_tsvector", output_field=SearchVectorField())
 
 
 class Genre(models.Model):
@@ -59,7 +83,12 @@ class Person(models.Model):
         ]
         indexes = [
             models.Index(fields=["name", "id"], name="person_name_id"),
-            GinIndex(fields=["name"], opclasses=["gin_trgm_ops"], name="person_name_trgm"),
+            # The name search (movies/filters.py search_by_name): its words, then its trigrams for typos, both
+            # accent-blind (migration 0008).
+            GinIndex(words_of(F("name"), NAME_SEARCH_CONFIG), name="person_name_search"),
+            GinIndex(OpClass(unaccented(F("name")), name="gin_trgm_ops"), name="person_name_trgm"),
+            # The importers find a person without an IMDb id by their name, normalised (movies/importers.py).
+            models.Index(match_key("name"), name="person_name_key"),
         ]
 
     def __str__(self) -> str:
@@ -75,6 +104,9 @@ class Movie(models.Model):
     genres = models.ManyToManyField(Genre, related_name="movies", blank=True)
     directors = models.ManyToManyField(Person, related_name="directed_movies", blank=True)
     version = models.PositiveIntegerField(default=1, editable=False)
+    # Where each field's value came from ({"runtime": "imdb", "title": "curator", ...}; PROVENANCE_FIELDS): an import
+    # never overwrites a field a curator or a higher-ranked source set. Not part of the representation or version.
+    field_sources = models.JSONField(default=dict, db_default=Value({}, models.JSONField()), editable=False)
     # Ratings are kept as an exact sum and count, written in the same transaction as the rating rows.
     rating_count = models.PositiveIntegerField(default=0, editable=False)
     rating_sum = models.PositiveBigIntegerField(default=0, editable=False)
@@ -92,10 +124,10 @@ class Movie(models.Model):
         db_persist=True,
     )
     search_vector = models.GeneratedField(
-        # Titles in `movie_title` (simple + English stop words, migration 0004): any script as written, minus
-        # words like "the" that would make a title word match a third of the catalogue.
+        # Titles in `movie_title_unaccent` (simple + English stop words, migration 0004, + unaccent, 0008): any
+        # script as written, minus words like "the" that would make a title word match a third of the catalogue.
         expression=SearchVector("title", weight="A", config=TITLE_SEARCH_CONFIG)
-        + SearchVector("overview", weight="B", config="english"),
+        + SearchVector("overview", weight="B", config=OVERVIEW_SEARCH_CONFIG),
         output_field=SearchVectorField(),
         db_persist=True,
     )
@@ -132,18 +164,13 @@ class Movie(models.Model):
             GinIndex(fields=["search_vector"], name="movie_search"),
             # Searches made only of stop words ("her", "it", "up") look for that exact title instead.
             models.Index(Lower("title"), name="movie_title_lower"),
-            GinIndex(fields=["title"], opclasses=["gin_trgm_ops"], name="movie_title_trgm"),
+            # Typos (movies/sql.py TYPO_MATCH_SQL): the unaccented title's trigrams (migration 0008).
+            GinIndex(OpClass(unaccented(F("title")), name="gin_trgm_ops"), name="movie_title_trgm"),
+            # A row without an IMDb id finds its movie by normalised title and year (movies/importers.py).
+            models.Index(match_key("title"), "year", name="movie_title_key_year"),
             # The title words alone (movies/sql.py TITLE_MATCH_SQL): a search's candidates are its title matches
-            # first, so a word in many overviews cannot crowd a title out of the ranking (migration 0005).
-            GinIndex(
-                Func(
-                    SearchConfig(TITLE_SEARCH_CONFIG),
-                    F("title"),
-                    function="to_tsvector",
-                    output_field=SearchVectorField(),
-                ),
-                name="movie_title_search",
-            ),
+            # first, so a word in many overviews cannot crowd a title out of the ranking (migrations 0005, 0008).
+            GinIndex(words_of(F("title"), TITLE_SEARCH_CONFIG), name="movie_title_search"),
         ]
 
     def __str__(self) -> str:

@@ -11,6 +11,7 @@ import orjson
 from django.core.validators import MaxValueValidator, RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 from rest_framework.validators import UniqueValidator
 
 from movieapi.fields import DistinctListField, StrictCharField, StrictIntegerField, StrictSerializerMixin
@@ -170,12 +171,70 @@ def _iso_datetime(value: datetime.datetime | None) -> str | None:
 # ---- writes ------------------------------------------------------------------------------------
 
 
-class CastWriteSerializer(StrictSerializerMixin, serializers.Serializer):
+class WholeWhenNestedMixin:
+    """A nested object is validated whole, even inside a PATCH.
+
+    DRF decides partiality by the root serializer: under a PATCH every nested serializer skips its missing required
+    fields and its defaults, so a cast entry without `person` reached `validate_cast` as `{}` (KeyError, a 500).
+    A PATCH replaces a nested list as a whole, so each entry must be complete: this enforces what DRF would for a POST.
+    """
+
+    parent: Any
+    root: Any
+    fields: Any
+
+    def to_internal_value(self, data: Any) -> Any:
+        """Missing required fields are errors and missing defaults are filled, whatever the root's partiality."""
+        if self.parent is None or not isinstance(data, Mapping) or not getattr(self.root, "partial", False):
+            return super().to_internal_value(data)  # type: ignore[misc]
+        missing = {
+            name: [field.error_messages["required"]]
+            for name, field in self.fields.items()
+            if field.required and name not in data
+        }
+        try:
+            attrs = super().to_internal_value(data)  # type: ignore[misc]
+        except serializers.ValidationError as exc:
+            if missing and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**missing, **exc.detail}) from exc
+            raise
+        if missing:
+            raise serializers.ValidationError(missing)
+        for name, field in self.fields.items():
+            if name not in data and not field.read_only and field.default is not empty:
+                attrs[field.source] = field.default() if callable(field.default) else field.default
+        return attrs
+
+
+class ChangeRequiredMixin:
+    """A PATCH must name at least one field to change: one naming none would be acknowledged having done nothing."""
+
+    partial: bool
+    fields: Any
+    # Fields that say what a write is based on, not what it changes (the movie's `version`).
+    precondition_fields: frozenset[str] = frozenset()
+
+    def writable_field_names(self) -> list[str]:
+        """The fields a client can change, in declaration order."""
+        return [name for name, field in self.fields.items() if not field.read_only]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """400 for a partial update that names nothing to change."""
+        # attrs holds only validated writable fields (read-only ones never reach it): anything but a precondition
+        # is a change.
+        if self.partial and not attrs.keys() - self.precondition_fields:
+            writable = [name for name in self.writable_field_names() if name not in self.precondition_fields]
+            raise serializers.ValidationError(f"Nothing to change: name at least one of {', '.join(writable)}.")
+        validated: dict[str, Any] = super().validate(attrs)  # type: ignore[misc]
+        return validated
+
+
+class CastWriteSerializer(WholeWhenNestedMixin, StrictSerializerMixin, serializers.Serializer):
     person = StrictIntegerField(min_value=1, help_text="A person id.")
     character = StrictCharField(max_length=500, allow_blank=True, required=False, default="")
 
 
-class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
+class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serializers.Serializer):
     """A movie as clients write it: genres by slug, people by id, cast as an ordered list.
 
     `version` (or If-Match) says which version a PUT or PATCH is based on; `update` hands the
@@ -183,6 +242,7 @@ class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
     """
 
     read_only_input = frozenset({"id", "rating", "created_at", "updated_at"})
+    precondition_fields = frozenset({"version"})
     # After `save()` of an update: the movie's representation row when the write read it (services.MovieWritten).
     written_row: tuple[Any, ...] | None = None
 
@@ -232,6 +292,10 @@ class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
         """Every declared field, whichever `get_fields` built."""
         return set(self._declared_fields)
 
+    def writable_field_names(self) -> list[str]:
+        """Every declared field (all writable), whichever `get_fields` built."""
+        return list(self._declared_fields)
+
     def validate_imdb_id(self, value: str | None) -> str | None:
         """Refuse an IMDb id another movie has."""
         if value:
@@ -260,7 +324,8 @@ class MovieWriteSerializer(StrictSerializerMixin, serializers.Serializer):
         return [services.Role(person=people[entry["person"]], character=entry["character"]) for entry in entries]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        """A PUT resets the optional fields it leaves out."""
+        """A PATCH names something to change (ChangeRequiredMixin); a PUT resets the optional fields it leaves out."""
+        attrs = super().validate(attrs)
         if self.instance is not None and not self.partial:
             for name, default in self.put_defaults.items():
                 attrs.setdefault(name, default)
@@ -293,7 +358,7 @@ def _people(ids: list[int]) -> list[Person]:
 # ---- genres and people -------------------------------------------------------------------------
 
 
-class GenreSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+class GenreSerializer(ChangeRequiredMixin, StrictSerializerMixin, serializers.ModelSerializer):
     read_only_input = frozenset({"id"})
 
     slug = StrictCharField(
@@ -313,7 +378,7 @@ class GenreSerializer(StrictSerializerMixin, serializers.ModelSerializer):
         fields = ["id", "slug", "name"]
 
 
-class PersonSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+class PersonSerializer(ChangeRequiredMixin, StrictSerializerMixin, serializers.ModelSerializer):
     read_only_input = frozenset({"id", "directed", "roles"})
 
     name = StrictCharField(max_length=300)

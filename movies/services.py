@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -24,7 +25,7 @@ from movieapi.errors import ProblemError, VersionConflict
 from movieapi.postgres.prepared import prepared_cursor
 from movies import selectors
 from movies import sql as sql_texts
-from movies.models import CastMember, Genre, Movie, Person, Rating
+from movies.models import CURATOR, CastMember, Genre, Movie, Person, Rating
 
 SCALAR_FIELDS = ("title", "year", "runtime", "overview", "imdb_id")
 
@@ -81,7 +82,9 @@ def movie_create(*, data: MovieData) -> Movie:
     fields: dict[str, Any] = {name: data[name] for name in SCALAR_FIELDS if name in data}  # type: ignore[literal-required]
     try:
         with transaction.atomic():
-            movie = Movie.objects.create(**fields)
+            # A new movie's empty fields were not set by anyone: an import may still fill them.
+            claims = sorted(name for name, value in data.items() if value not in (None, "") and value != [])
+            movie = Movie.objects.create(**fields, field_sources=dict.fromkeys(claims, CURATOR))
             _write_relations(movie, data)
     except IntegrityError as exc:
         raise _imdb_id_taken(exc) from exc
@@ -97,8 +100,13 @@ class MovieWritten:
     row: tuple[Any, ...] | None = None
 
 
-def movie_update(*, movie_id: int, expected_version: int, data: MovieData) -> MovieWritten:
+def movie_update(
+    *, movie_id: int, expected_version: int, data: MovieData, claimed: Collection[str] | None = None
+) -> MovieWritten:
     """Apply data to the movie if it is still at expected_version.
+
+    The fields in `claimed` (default: every field in data) are recorded as set by a curator (`field_sources`),
+    in the same UPDATE: no import overwrites them afterwards.
 
     The check and the write are one conditional UPDATE (`WHERE version = expected`), so of
     any number of concurrent writes based on the same version exactly one succeeds; the
@@ -111,16 +119,22 @@ def movie_update(*, movie_id: int, expected_version: int, data: MovieData) -> Mo
     # same statement reads the movie's new representation (the relations it reads are the ones it leaves).
     try:
         with transaction.atomic() if relations else contextlib.nullcontext():
-            updated, row = _conditional_update(movie_id, expected_version, fields, represent=not relations)
+            claims = tuple(sorted(data.keys() if claimed is None else claimed))
+            updated, row = _conditional_update(movie_id, expected_version, fields, claims, represent=not relations)
             if not updated:
-                current = selectors.movie_version(movie_id=movie_id)
-                if current is None:
+                # The whole row, not just its version: the API's 409 carries the current ETag too.
+                current_row = selectors.movie_detail(movie_id=movie_id)
+                if current_row is None:
                     raise NotFound("No such movie: it may have been deleted.")
-                raise VersionConflict(
+                current = current_row[sql_texts.MOVIE_VERSION_COLUMN]
+                conflict = VersionConflict(
                     f"This write was based on version {expected_version}, but the movie is at version {current}. "
-                    "Fetch it again, reapply your change and send the new version.",
+                    "Reapply your change to the movie as it is now and send its version (`current_version`), "
+                    "or its ETag in If-Match.",
                     current_version=current,
                 )
+                conflict.current_row = current_row
+                raise conflict
             if relations:
                 _write_relations(Movie.objects.only("id").get(pk=movie_id), data)
     except IntegrityError as exc:
@@ -135,22 +149,26 @@ def _movie_field(name: str) -> Field[Any, Any]:
 
 
 @functools.cache
-def _conditional_update_sql(names: tuple[str, ...]) -> str:
-    """`UPDATE … SET <names>, version + 1, updated_at WHERE id AND version`: one text per set of fields (at most 32)."""
+def _conditional_update_sql(names: tuple[str, ...], claims: tuple[str, ...] = ()) -> str:
+    """`UPDATE … SET <names>, field_sources, version + 1, updated_at WHERE id AND version`: one text per set of
+    fields and of claims (the curator's provenance is a constant of the text: no parameter, no extra statement)."""
     meta, quote = Movie._meta, connection.ops.quote_name
     sets = [f"{quote(_movie_field(name).column)} = %s" for name in names]
+    if claims:
+        sources = json.dumps(dict.fromkeys(claims, CURATOR)).replace("'", "''")  # field names only
+        sets.append(f"field_sources = field_sources || '{sources}'::jsonb")
     sets += ["version = version + 1", "updated_at = statement_timestamp()"]
     return f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE id = %s AND version = %s"  # noqa: S608 (model metadata only)
 
 
 def _conditional_update(
-    movie_id: int, expected_version: int, fields: dict[str, Any], *, represent: bool
+    movie_id: int, expected_version: int, fields: dict[str, Any], claims: tuple[str, ...], *, represent: bool
 ) -> tuple[bool, tuple[Any, ...] | None]:
     """The versioned write as one prepared statement (a curator's PATCH sends it on every request): whether it
     changed the movie, and (represent) the movie's representation row after it."""
     names = tuple(sorted(fields))
     values = [_movie_field(name).get_db_prep_save(fields[name], connection) for name in names]
-    sql = _conditional_update_sql(names)
+    sql = _conditional_update_sql(names, claims)
     with prepared_cursor() as cursor:
         if not represent:
             cursor.execute(sql, [*values, movie_id, expected_version])

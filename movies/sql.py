@@ -19,14 +19,28 @@ CAST_SQL = """(
     FROM movies_cast c JOIN movies_person p ON p.id = c.person_id
     WHERE c.movie_id = movies_movie.id)"""
 
-# Text search configuration of titles (weight A) and of the query's title side: `simple` (any script, words
-# as written) with the English stop words removed (migration 0004_search_stop_words).
-TITLE_SEARCH_CONFIG = "movie_title"
+# Search is blind to case and accents (docs/search.md): each text search configuration below runs the `unaccent`
+# dictionary before its own (`Léon` is indexed and looked up as `leon`), and the trigram side compares
+# `immutable_unaccent(...)` of both texts, the expression the trigram indexes are built on (migration 0008).
+# Titles (weight A) and the query's title side: `simple` (any script, words as written) minus the English stop
+# words (migration 0004_search_stop_words), unaccented.
+TITLE_SEARCH_CONFIG = "movie_title_unaccent"
+# Overviews (weight B) and the query's overview side: `english` (stemmed, English stop words), unaccented.
+OVERVIEW_SEARCH_CONFIG = "english_unaccent"
+# Names of people and genres: `simple`, unaccented (no stop words: "Will" and "Don" are first names).
+NAME_SEARCH_CONFIG = "simple_unaccent"
+# unaccent() is only STABLE (its rules file could change), so no index may use it; this wrapper is IMMUTABLE.
+UNACCENT_FUNCTION = "immutable_unaccent"
+# A movie's title and the query text (a parameter), unaccented, as the trigram index `movie_title_trgm` and the
+# ranking compare them.
+FOLDED_TITLE_SQL = f"{UNACCENT_FUNCTION}(movies_movie.title)"
+FOLDED_QUERY_SQL = f"{UNACCENT_FUNCTION}(%s)"
 # A search ranked by relevance ranks at most this many matches: its title matches first, then others (README, Search).
 SEARCH_CANDIDATES = 1000
 # The search query: the title side without stop words (`the matrix` is `matrix`), the overview side stemmed.
 SEARCH_TSQUERY_SQL = (
-    f"(websearch_to_tsquery('{TITLE_SEARCH_CONFIG}'::regconfig, %s) || websearch_to_tsquery('english'::regconfig, %s))"
+    f"(websearch_to_tsquery('{TITLE_SEARCH_CONFIG}'::regconfig, %s) "
+    f"|| websearch_to_tsquery('{OVERVIEW_SEARCH_CONFIG}'::regconfig, %s))"
 )
 # A match by its title words alone (then the query text twice): the expression of the GIN index
 # `movie_title_search` (migration 0005), written exactly as indexed so that the planner uses it.
@@ -65,37 +79,44 @@ SEARCH_MATCHES_SQL = (
     "SELECT movies_movie.id AS pk FROM movies_movie "  # noqa: S608 (constant)
     f"WHERE movies_movie.search_vector @@ {SEARCH_TSQUERY_SQL}"
 )
-TYPO_MATCHES_SQL = (
-    "SELECT movies_movie.id AS pk, movies_movie.title, movies_movie.rating_count "
-    "FROM movies_movie WHERE movies_movie.title %%> %s"
-)
+# A typo match (then the query text): the title's trigrams are near those of a part of the query, accents aside:
+# the expression of the GIN index `movie_title_trgm`, written as indexed.
+TYPO_MATCH_SQL = f"{FOLDED_TITLE_SQL} %%> {FOLDED_QUERY_SQL}"
+# What the typo probe reads of each match: the unaccented title it ranks by (computed once, with the row).
+TYPO_COLUMNS_SQL = f"movies_movie.id AS pk, {FOLDED_TITLE_SQL} AS folded_title, movies_movie.rating_count"
+TYPO_MATCHES_SQL = f"SELECT {TYPO_COLUMNS_SQL} FROM movies_movie WHERE {TYPO_MATCH_SQL}"  # noqa: S608 (constant)
 # The typo probe: the first SEARCH_CANDIDATES trigram matches ranked (word similarity to the query, then number of
 # ratings, then id), and how many matches it read (up to SEARCH_CANDIDATES + 1: more means there are more). Its
-# source (`matches_sql`) gives `pk`, `title` and `rating_count`; then its parameters, the read limit,
-# SEARCH_CANDIDATES and the query text. Ranked here, on the rows the probe has read anyway: ranking them in a
-# second statement read the same 1,000 rows again by id (~5 ms of a ~20 ms typo search). Same MATERIALIZED reason
-# as above.
+# source (`matches_sql`) gives `pk`, `folded_title` and `rating_count` (TYPO_COLUMNS_SQL); then its parameters, the
+# read limit, SEARCH_CANDIDATES and the query text. Ranked here, on the rows the probe has read anyway: ranking them
+# in a second statement read the same 1,000 rows again by id (~5 ms of a ~20 ms typo search). Same MATERIALIZED
+# reason as above.
 # Only the trigram GIN index can find them; but pg_trgm overestimates how many titles match a short word (19,087
 # for `matrx`, from the sampled statistics), and once VACUUM has marked the table all-visible the planner then
 # prefers reading the whole (title, id) btree index-only and filtering every title, stopping at the limit: 165 ms
 # instead of 31 ms, for the API and the baseline alike, depending on the last ANALYZE. Plain and index-only scans
 # are switched off for this one statement (bitmap scans, the GIN's and any filter's, stay on).
-TYPO_PROBE_SQL = """SET LOCAL max_parallel_workers_per_gather = 0;
+TYPO_PROBE_SQL = f"""SET LOCAL max_parallel_workers_per_gather = 0;
 SET LOCAL enable_indexscan = off;
 SET LOCAL enable_indexonlyscan = off;
-WITH matches AS MATERIALIZED ({matches_sql}), firsts AS (SELECT * FROM matches LIMIT %s)
+WITH matches AS MATERIALIZED ({{matches_sql}}), firsts AS (SELECT * FROM matches LIMIT %s)
 SELECT ARRAY(
     SELECT pk FROM (SELECT * FROM firsts LIMIT %s) ranked
-    ORDER BY word_similarity(%s, title) DESC, rating_count DESC, pk ASC
-), (SELECT count(*) FROM firsts)"""
+    ORDER BY word_similarity({FOLDED_QUERY_SQL}, folded_title) DESC, rating_count DESC, pk ASC
+), (SELECT count(*) FROM firsts)"""  # noqa: S608 (constant fragments)
 
 # A ranked search's ids among its candidates, best first, when it covers the whole catalogue: what the ORM compiles
 # for `search_movies`' ranking, written once (parameters: the candidate ids, then the query text four times).
 # Unlimited here: `selectors.movie_page` adds the page's LIMIT and OFFSET.
+# The rank of a full-text match (parameters: the query text four times): ts_rank (title words weigh more than
+# overview words) + how near the title's trigrams are to the query's words and to the whole query, accents aside.
+SEARCH_RANK_SQL = (
+    f"ts_rank(movies_movie.search_vector, {SEARCH_TSQUERY_SQL}) "
+    f"+ word_similarity({FOLDED_QUERY_SQL}, {FOLDED_TITLE_SQL}) + similarity({FOLDED_TITLE_SQL}, {FOLDED_QUERY_SQL})"
+)
 SEARCH_RANKED_IDS_SQL = (
     "SELECT movies_movie.id FROM movies_movie WHERE movies_movie.id = ANY(%s::bigint[]) ORDER BY "  # noqa: S608 (constant)
-    f"ts_rank(movies_movie.search_vector, {SEARCH_TSQUERY_SQL}) + word_similarity(%s, movies_movie.title) "
-    "+ similarity(movies_movie.title, %s) DESC, movies_movie.id ASC"
+    f"{SEARCH_RANK_SQL} DESC, movies_movie.id ASC"
 )
 # Ids already in their order (a typo search's, ranked by its probe); parameter: the ids.
 IDS_IN_ORDER_SQL = "SELECT c.id FROM unnest(%s::bigint[]) WITH ORDINALITY AS c(id, n) ORDER BY c.n"

@@ -19,13 +19,21 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
-from movieapi.errors import PreconditionFailed, PreconditionRequired
+from movieapi.errors import PreconditionFailed, PreconditionRequired, VersionConflict
 from movieapi.filtersets import CachedFormMixin
 from movieapi.pagination import MoviePagination
+from movieapi.preconditions import ANY, only_weak_match, parse_entity_tags, strong_match, weak_match
 from movieapi.renderers import ORJSONRenderer, dumps
 from movies import selectors, services
-from movies.filters import MovieFilterSet, has_list_parameters, unfiltered
-from movies.models import Genre, Movie, Person
+from movies.filters import (
+    GenreFilterSet,
+    MovieFilterSet,
+    PagingOnlyFilterSet,
+    PersonFilterSet,
+    has_list_parameters,
+    unfiltered,
+)
+from movies.models import Genre, Movie, Person, Rating
 from movies.serializers import (
     GenreSerializer,
     MovieSerializer,
@@ -42,10 +50,20 @@ IF_MATCH = OpenApiParameter(
     "If-Match",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
-    description="The movie's ETag; the write happens only if it is still current (else 412).",
+    description=(
+        "The movie's ETag, or a comma-separated list of them (RFC 9110, strong comparison: a W/ tag never matches); "
+        "the request is carried out only if one is current, else 412 with the current ETag. `*` names no version: "
+        "on PUT and PATCH it is 428 unless the body has `version`. A value that is not an entity-tag list is 400."
+    ),
 )
 IF_NONE_MATCH = OpenApiParameter(
-    "If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, description="An ETag you hold: 304 if still current."
+    "If-None-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description=(
+        'ETags you hold (RFC 9110, weak comparison: W/"x" matches "x"; `*` matches any): 304 if one is '
+        "current. A value that is not an entity-tag list is 400."
+    ),
 )
 ETAG_HEADER = {"ETag": OpenApiResponse(description="Strong ETag of this representation.")}
 
@@ -63,14 +81,34 @@ def rendered_response(body: bytes, status_code: int, headers: dict[str, str]) ->
     return response
 
 
-def etag_listed(header: str, etag: str) -> bool:
-    """True if an If-Match / If-None-Match header lists etag (or is `*`); weak tags never match strongly."""
-    candidates = [candidate.strip() for candidate in header.split(",")]
-    return "*" in candidates or etag in candidates
-
-
 class MovieFilters(CachedFormMixin, MovieFilterSet):
     """MovieFilterSet with its form class built once per process (movieapi.filtersets)."""
+
+
+class PersonFilters(CachedFormMixin, PersonFilterSet):
+    """PersonFilterSet with its form class built once per process."""
+
+
+class GenreFilters(CachedFormMixin, GenreFilterSet):
+    """GenreFilterSet with its form class built once per process."""
+
+
+class PagingOnlyFilters(CachedFormMixin, PagingOnlyFilterSet):
+    """PagingOnlyFilterSet with its form class built once per process."""
+
+
+class ListParametersMixin:
+    """A list's query parameters (its FilterSet's) apply to the list only: a detail, PATCH or DELETE names its
+    object by id, and a `search` there would turn it into a 404."""
+
+    action: str
+
+    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The FilterSet's work on the list; the queryset as it is otherwise."""
+        if self.action != "list":
+            return queryset
+        filtered: QuerySet[Any] = super().filter_queryset(queryset)  # type: ignore[misc]
+        return filtered
 
 
 class MoviePages(MoviePagination):
@@ -92,7 +130,7 @@ def _movie_id(kwargs: dict[str, Any]) -> int:
     list=extend_schema(summary="List movies"),
     retrieve=extend_schema(
         summary="A movie",
-        parameters=[IF_NONE_MATCH],
+        parameters=[IF_MATCH, IF_NONE_MATCH],
         responses={200: MovieSerializer, 304: OpenApiResponse(description="Not modified")},
     ),
     create=extend_schema(
@@ -100,17 +138,17 @@ def _movie_id(kwargs: dict[str, Any]) -> int:
     ),
     update=extend_schema(
         summary="Replace a movie (curators; needs `version` or If-Match)",
-        parameters=[IF_MATCH],
+        parameters=[IF_MATCH, IF_NONE_MATCH],
         request=MovieWriteSerializer,
         responses={200: MovieSerializer},
     ),
     partial_update=extend_schema(
         summary="Change some fields of a movie (curators; needs `version` or If-Match)",
-        parameters=[IF_MATCH],
+        parameters=[IF_MATCH, IF_NONE_MATCH],
         request=MovieWriteSerializer,
         responses={200: MovieSerializer},
     ),
-    destroy=extend_schema(summary="Delete a movie (curators; If-Match optional)", parameters=[IF_MATCH]),
+    destroy=extend_schema(summary="Delete a movie (curators; If-Match optional)", parameters=[IF_MATCH, IF_NONE_MATCH]),
 )
 class MovieViewSet(viewsets.ModelViewSet):
     """Movies: anyone reads, curators write; PUT and PATCH are versioned (optimistic concurrency)."""
@@ -120,7 +158,14 @@ class MovieViewSet(viewsets.ModelViewSet):
     serializer_class = MovieSerializer
     filterset_class = MovieFilters
     pagination_class = MoviePages
-    extra_problem_codes = {"PUT": ("409", "412", "428"), "PATCH": ("409", "412", "428"), "DELETE": ("409", "412")}
+    # A conditional GET (the detail; keyed by method, so the list is said to answer them too) answers 400 for a
+    # malformed If-Match / If-None-Match and 412 for a failing If-Match; a DELETE 400 for a malformed one.
+    extra_problem_codes = {
+        "GET": ("400", "412"),
+        "PUT": ("409", "412", "428"),
+        "PATCH": ("409", "412", "428"),
+        "DELETE": ("400", "409", "412"),
+    }
 
     # No get_queryset: filters and pages need plain movies (their ids); representations come from the selectors'
     # prepared statements, so nothing builds the annotated queryset (DRF's permission check asks for it too).
@@ -156,11 +201,24 @@ class MovieViewSet(viewsets.ModelViewSet):
         return self.get_paginated_response(self.paginate_queryset(queryset))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """One movie with a strong ETag; If-None-Match with it gives 304."""
-        response = self._represent(_movie_id(kwargs))
-        if_none_match = request.META.get("HTTP_IF_NONE_MATCH")  # request.headers would build the whole header map
-        if if_none_match and etag_listed(if_none_match, response["ETag"]):
-            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": response["ETag"]})
+        """One movie with a strong ETag; If-None-Match with it gives 304, a failing If-Match 412 (GET and HEAD)."""
+        movie_id = _movie_id(kwargs)
+        row = selectors.movie_detail(movie_id=movie_id)
+        if row is None:
+            raise NotFound("No such movie: it may have been deleted.")
+        response = self._represent(movie_id, row=row)
+        meta = request.META  # request.headers would build the whole header map
+        if_match, if_none_match = meta.get("HTTP_IF_MATCH"), meta.get("HTTP_IF_NONE_MATCH")
+        if if_match is None and if_none_match is None:
+            return response
+        etag = response["ETag"]
+        if evaluate_preconditions(if_match, if_none_match, etag, row[MOVIE_VERSION_COLUMN], safe=True):
+            # RFC 9110 15.4.5: the ETag the 200 would carry; Content-Length, if any, must be the 200's (not 0, which
+            # is what Django's CommonMiddleware would add to an empty answer). No Content-Type: a 304 has no content.
+            return Response(
+                status=status.HTTP_304_NOT_MODIFIED,
+                headers={"ETag": etag, "Content-Length": str(len(response.content))},
+            )
         return response
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -175,9 +233,10 @@ class MovieViewSet(viewsets.ModelViewSet):
         """PUT or PATCH based on `version` or If-Match: 428 without either, 409 / 412 when stale."""
         movie_id = _movie_id(kwargs)
         data = request.data
-        if_match = request.META.get("HTTP_IF_MATCH")
-        if if_match is None and "version" not in data:
-            raise PreconditionRequired()
+        meta = request.META
+        if_match, if_none_match = meta.get("HTTP_IF_MATCH"), meta.get("HTTP_IF_NONE_MATCH")
+        if "version" not in data and (if_match is None or if_match.strip(" \t") == ANY):
+            raise PreconditionRequired(None if if_match is None else ANY_NAMES_NO_VERSION)
         # No request or view in the context: the write serializer reads neither, and a serializer is a reference cycle
         # with its fields, which would hold the whole request until the cycle collector ran (ReleaseViewMiddleware).
         serializer = MovieWriteSerializer(
@@ -189,34 +248,84 @@ class MovieViewSet(viewsets.ModelViewSet):
             if selectors.movie_version(movie_id=movie_id) is None:
                 raise NotFound("No such movie.")
             raise ValidationError(serializer.errors)
-        if if_match is None:
-            serializer.save()  # the version in the body: movie_update's conditional UPDATE checks it
-        else:
-            with transaction.atomic():
-                serializer.context["expected_version"] = self._check_if_match(movie_id, if_match)
-                serializer.save()
+        try:
+            if if_match is None and if_none_match is None:
+                serializer.save()  # the version in the body: movie_update's conditional UPDATE checks it
+            else:
+                with transaction.atomic():
+                    serializer.context["expected_version"] = self._check_preconditions(
+                        movie_id, if_match, if_none_match
+                    )
+                    serializer.save()  # a `version` in the body still wins: movie_update checks it (409)
+        except VersionConflict as conflict:
+            if conflict.current_row is not None:  # the row the failed write read: the ETag beside its version
+                conflict.headers["ETag"] = row_etag(conflict.current_row)
+            raise
         return self._represent(movie_id, row=serializer.written_row)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Delete a movie; If-Match or `version` make it conditional."""
+        """Delete a movie; If-Match (`*`: whatever its version) or If-None-Match make it conditional."""
         movie_id = _movie_id(kwargs)
-        if_match = request.headers.get("If-Match")
+        meta = request.META
+        if_match, if_none_match = meta.get("HTTP_IF_MATCH"), meta.get("HTTP_IF_NONE_MATCH")
         with transaction.atomic():
             expected = None
-            if if_match is not None:
-                expected = self._check_if_match(movie_id, if_match)
+            if if_match is not None or if_none_match is not None:
+                # The row stays locked until the delete: the version the preconditions passed on is still current.
+                expected = self._check_preconditions(movie_id, if_match, if_none_match)
             services.movie_delete(movie_id=movie_id, expected_version=expected)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    def _check_if_match(self, movie_id: int, if_match: str) -> int:
-        """Lock the movie and compare If-Match with its current ETag (412 if it differs); its current version."""
+    def _check_preconditions(self, movie_id: int, if_match: str | None, if_none_match: str | None) -> int:
+        """Lock the movie and evaluate If-Match / If-None-Match on its current ETag (412 if one fails); its version."""
         services.movie_lock(movie_id=movie_id)
         row = selectors.movie_detail(movie_id=movie_id)
         assert row is not None  # locked above
-        if not etag_listed(if_match, representation_etag(dumps(movie_representation(row)))):
-            raise PreconditionFailed()
         version: int = row[MOVIE_VERSION_COLUMN]
+        evaluate_preconditions(if_match, if_none_match, row_etag(row), version, safe=False)
         return version
+
+
+ANY_NAMES_NO_VERSION = (
+    "If-Match: * matches every version of the movie, so it cannot protect this write from overwriting a change you "
+    "have not seen. Send the movie's ETag in If-Match, or `version` in the body."
+)
+
+
+def row_etag(row: tuple[Any, ...]) -> str:
+    """The ETag of the representation of a `selectors.movie_detail` row."""
+    return representation_etag(dumps(movie_representation(row)))
+
+
+def evaluate_preconditions(
+    if_match: str | None, if_none_match: str | None, etag: str, version: int, *, safe: bool
+) -> bool:
+    """RFC 9110 13.2.2 steps 1 and 3 on the movie's current ETag: True means 304 (a safe method only).
+
+    If-Match compares strongly and fails with 412; If-None-Match compares weakly and, when it matches, gives 304 to
+    GET and HEAD and 412 to a write. The date conditions are ignored: movies send no Last-Modified (13.1.3, 13.1.4).
+    A 412 carries the current ETag and version, so the client can retry without another GET.
+    """
+    if if_match is not None:
+        tags = parse_entity_tags("If-Match", if_match)
+        if not strong_match(tags, etag):
+            detail = WEAK_IF_MATCH if only_weak_match(tags, etag) else None
+            raise PreconditionFailed(detail, current_version=version, headers={"ETag": etag})
+    if if_none_match is not None and weak_match(parse_entity_tags("If-None-Match", if_none_match), etag):
+        if safe:
+            return True
+        raise PreconditionFailed(NONE_MATCH_ON_WRITE, current_version=version, headers={"ETag": etag})
+    return False
+
+
+WEAK_IF_MATCH = (
+    "If-Match lists the current ETag only as weak (W/...): If-Match compares strongly, so a weak tag never matches. "
+    "Send the ETag exactly as this answer's ETag header gives it."
+)
+NONE_MATCH_ON_WRITE = (
+    "If-None-Match matches the current ETag (or is `*` and the movie exists), so the write was refused. "
+    "This answer's ETag header and `current_version` say what the movie is now."
+)
 
 
 class LocationOnCreateMixin:
@@ -230,12 +339,13 @@ class LocationOnCreateMixin:
         return {"Location": request.build_absolute_uri(reverse(f"{self.basename}-detail", args=[data["id"]]))}
 
 
-class GenreViewSet(LocationOnCreateMixin, viewsets.ModelViewSet):
-    """Genres: anyone reads, curators write; a genre in use cannot be deleted (409)."""
+class GenreViewSet(ListParametersMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
+    """Genres: anyone reads (and searches), curators write; a genre in use cannot be deleted (409)."""
 
     queryset = Genre.objects.all()
     lookup_value_regex = "[0-9]+"
     serializer_class = GenreSerializer
+    filterset_class = GenreFilters
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     extra_problem_codes = {"DELETE": ("409",)}
 
@@ -249,12 +359,13 @@ class GenreViewSet(LocationOnCreateMixin, viewsets.ModelViewSet):
 
 
 @extend_schema_view(retrieve=extend_schema(responses={200: PersonDetailSerializer}))
-class PersonViewSet(LocationOnCreateMixin, viewsets.ModelViewSet):
-    """People: anyone reads (the detail lists their films), curators write."""
+class PersonViewSet(ListParametersMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
+    """People: anyone reads and searches (the detail lists their films), curators write."""
 
     queryset = Person.objects.all()
     lookup_value_regex = "[0-9]+"
     serializer_class = PersonSerializer
+    filterset_class = PersonFilters
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     extra_problem_codes = {"DELETE": ("409",)}
 
@@ -338,8 +449,10 @@ class MyRatingsView(generics.ListAPIView):
 
     permission_classes = [IsAuthenticated]
     serializer_class = RatingSerializer
-    filter_backends: list[Any] = []
+    filterset_class = PagingOnlyFilters  # nothing to filter by, but an unknown parameter is a 400
 
     def get_queryset(self) -> Any:
-        """Only the caller's own ratings."""
+        """Only the caller's own ratings (none while the schema is generated: there is no caller then)."""
+        if getattr(self, "swagger_fake_view", False):
+            return Rating.objects.none()
         return selectors.rating_queryset(user_id=_caller(self.request).pk)

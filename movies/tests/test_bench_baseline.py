@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import User
@@ -64,7 +65,7 @@ def test_baseline_sends_the_apis_patch_statements(baseline: ModuleType) -> None:
     assert [names[i] for i in (baseline.TOKEN_DIGEST, baseline.TOKEN_EXPIRY)] == ["digest", "expiry"]
     assert [names[i] for i in (baseline.USER_IS_ACTIVE, baseline.USER_PERMISSIONS)] == ["is_active", "permissions"]
     assert baseline.TOKEN_KEY_LENGTH == CONSTANTS.TOKEN_KEY_LENGTH
-    assert represented_update_sql(_conditional_update_sql(("runtime",))) == baseline.RUNTIME_UPDATE_SQL
+    assert represented_update_sql(_conditional_update_sql(("runtime",), ("runtime",))) == baseline.RUNTIME_UPDATE_SQL
     assert baseline.MAX_RUNTIME == MAX_RUNTIME
 
 
@@ -98,3 +99,18 @@ def test_baseline_patch_refuses_as_the_api_does(baseline: ModuleType, movie: Mov
     assert call(baseline, "PATCH", path, good, HTTP_AUTHORIZATION=curator_token)[0] == 409  # version 1 is stale now
     movie.refresh_from_db()
     assert (movie.runtime, movie.version) == (140, 2)
+
+
+def test_baseline_search_answers_as_the_api(baseline: ModuleType, movie: Movie, anon: APIClient) -> None:
+    # Same SQL (movies/sql.py), same answers; with accents, typos and an explicit ordering.
+    Movie.objects.create(title="Léon", year=1994, overview="A hitman and a girl; heat of the moment.")
+    Movie.objects.create(title="Le Fabuleux Destin d'Amélie Poulain", year=2001, overview="Montmartre.")
+    for text in ("leon", "amelie", "matrx", "the matrix", "heat -matrix", "amélie poulain", "amellie"):
+        for ordering in (None, "-year"):
+            params = {"search": text, **({"ordering": ordering} if ordering else {})}
+            status, answer = call(baseline, "GET", "/api/v1/movies/", QUERY_STRING=urlencode(params))
+            api = anon.get("/api/v1/movies/", params).json()
+            assert status == 200
+            assert [m["id"] for m in answer["results"]] == [m["id"] for m in api["results"]], params
+            assert answer["count"] == api["count"], params
+            assert api["results"], f"{params}: an accented title, a typo or an overview word"

@@ -80,5 +80,5 @@ def test_jsonl_export_shape(tmp_path: Path, filled: list[Any]) -> None:
     call_command("export_movies", str(path), "--format", "jsonl", stderr=io.StringIO())
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(rows) == 25
-    assert set(rows[1]) == {"title", "year", "runtime", "overview", "imdb_id", "genres", "directors", "cast"}
+    assert set(rows[1]) == {"id", "title", "year", "runtime", "overview", "imdb_id", "genres", "directors", "cast"}
     assert rows[1]["cast"][0] == {"name": "Person 1", "imdb_id": "nm0000001", "character": "Role 0"}

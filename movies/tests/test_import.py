@@ -135,16 +135,20 @@ def test_a_changed_row_updates_through_the_versioned_path_once(tmp_path: Path) -
     assert Movie.objects.get(imdb_id="tt0133093").version == 2
 
 
-def test_the_import_sees_a_write_made_through_the_api_path(tmp_path: Path) -> None:
+def test_the_import_sees_a_write_made_through_the_api_path_and_leaves_it(tmp_path: Path) -> None:
+    """A curator's write (the API's service) is never overwritten by an import; the other fields still are."""
     path = write_json(tmp_path / "m.json", [MATRIX])
     run(path)
     movie = Movie.objects.get()
-    services.movie_update(movie_id=movie.pk, expected_version=1, data={"title": "Edited"})
+    services.movie_update(movie_id=movie.pk, expected_version=1, data={"title": "Edited", "runtime": 140})
+    write_json(path, [{**MATRIX, "overview": "New overview."}])
 
     run(path)
 
     movie.refresh_from_db()
-    assert (movie.title, movie.version) == ("The Matrix", 3)
+    assert (movie.title, movie.runtime, movie.overview, movie.version) == ("Edited", 140, "New overview.", 3)
+    assert movie.field_sources["title"] == "curator"
+    assert movie.field_sources["overview"] == "ours:m.json"
 
 
 def test_fields_a_file_does_not_carry_are_left_alone(tmp_path: Path) -> None:
@@ -297,7 +301,7 @@ def test_missing_path_and_bad_errors_file_exit_2(tmp_path: Path) -> None:
 
 
 def test_unknown_format_name_on_the_command_line_exits_2(tmp_path: Path) -> None:
-    env = {**os.environ, "DJANGO_SECRET_KEY": "x"}
+    env = dict(os.environ)  # pytest.ini's key: settings refuse a weak one outside debug
     result = subprocess.run(
         [sys.executable, "manage.py", "import_movies", str(tmp_path), "--format", "xml"],
         cwd=ROOT,

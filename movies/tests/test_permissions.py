@@ -124,6 +124,7 @@ def users_only(status: int) -> dict[str, int]:
 
 
 CASES = [
+    Case("index", "GET", lambda w: "/api/v1/", no_body, everyone(200)),
     Case("movies list", "GET", movies, no_body, everyone(200)),
     Case("movie create", "POST", movies, body({"title": "Speed", "year": 1994}), curators_only(201)),
     Case("movie detail", "GET", movie, no_body, everyone(200)),

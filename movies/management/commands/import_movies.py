@@ -1,6 +1,6 @@
 """`manage.py import_movies PATH`: load movies (ours, IMDb TSV, MovieLens) in bulk, idempotently.
 
-Exit codes: 0 every row loaded, 1 some rows rejected (listed on stderr and in --errors), 2 the input
+Exit codes: 0 every row loaded, 1 some rows rejected or ambiguous (listed on stderr and in --errors), 2 the input
 could not be used at all. See README, "Loading data", and movies/importers.py.
 """
 
@@ -17,16 +17,27 @@ from movies.importers import FORMATS, InputUnusable, run_import
 class Command(BaseCommand):
     help = (
         "Import movies from a JSON array, JSON Lines or CSV file in the export format, an IMDb TSV folder "
-        "or a MovieLens folder. Movies are matched by IMDb id, else by title + year; changes bump the version."
+        "or a MovieLens folder. Movies are matched by IMDb id, else by normalised title + year (docs/loading-data.md);"
+        " a field is never overwritten by a source ranking below the one that set it; changes bump the version."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", type=Path, help="A file (json, jsonl, csv; .gz too) or a folder (imdb, movielens).")
         parser.add_argument("--format", dest="fmt", choices=FORMATS, default="auto")
-        parser.add_argument("--dry-run", action="store_true", help="Validate everything, write nothing.")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Do everything in a transaction that is rolled back: report what would be created, updated, linked,"
+            " merged and what is ambiguous; write nothing.",
+        )
         parser.add_argument("--batch-size", type=int, default=5000, help="Movies per transaction (default 5000).")
         parser.add_argument("--strict", action="store_true", help="Load nothing if any row is bad.")
         parser.add_argument("--errors", type=Path, help="Also write rejected rows to this .csv or .jsonl file.")
+        parser.add_argument(
+            "--precedence",
+            help="Import sources from highest to lowest, comma-separated (default: ours,imdb,movielens); a curator's"
+            " edits always rank above them. A field set by a higher source is never overwritten by a lower one.",
+        )
 
     def handle(
         self,
@@ -37,6 +48,7 @@ class Command(BaseCommand):
         batch_size: int,
         strict: bool,
         errors: Path | None,
+        precedence: str | None,
         **options: Any,
     ) -> None:
         if batch_size < 1:
@@ -48,6 +60,7 @@ class Command(BaseCommand):
                 batch_size=batch_size,
                 dry_run=dry_run,
                 strict=strict,
+                precedence=precedence.split(",") if precedence is not None else None,
                 errors_path=errors,
                 stderr=cast(TextIO, self.stderr._out),  # the raw stream: tqdm needs isatty()
             )
@@ -56,7 +69,7 @@ class Command(BaseCommand):
         self.stdout.write(result.summary())
         if result.exit_code:
             raise CommandError(
-                f"{result.rejected:,} row(s) rejected; see the lines above"
+                f"{result.rejected:,} row(s) rejected, {result.ambiguous:,} ambiguous; see the lines above"
                 + (f" and {errors}" if errors else "")
                 + ("; nothing was loaded (--strict)." if strict and not dry_run else "."),
                 returncode=result.exit_code,
