@@ -288,6 +288,7 @@ class NameSearchFilterSet(PagingOnlyFilterSet):
     search = django_filters.CharFilter(
         method="_applied_last",
         max_length=MAX_SEARCH_LENGTH,
+        strip=False,  # the length is checked as sent (the schema's maxLength); filter_queryset strips it
         help_text=(
             "Words of the name, case and accents aside (`leon` finds Léon), best match first; "
             "when no name has them all, names near the text (typos)."

@@ -41,3 +41,10 @@ def test_a_percent_sign_in_a_refused_value_is_400(anon: APIClient, query: str) -
     response = anon.get(f"/api/v1/movies/?{query}")
     assert query.split("=")[0] in _errors(response)
     assert "%" in json.dumps(response.json()["errors"])  # quoted back as sent
+
+
+@pytest.mark.parametrize("path", ["/api/v1/movies/", "/api/v1/people/", "/api/v1/genres/"])
+def test_search_length_counts_the_text_as_sent(anon: APIClient, path: str) -> None:
+    """The schema's maxLength 200 is the parameter as sent: trailing blanks trimmed later do not make room."""
+    assert "search" in _errors(anon.get(path, {"search": "a" * 200 + " "}))
+    assert anon.get(path, {"search": " " + "a" * 199}).status_code == 200
