@@ -27,7 +27,8 @@ def manage(local: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
     """manage.py in a controlled environment: only PATH, DATABASE_URL, the test's .env and data folder, and env."""
     controlled = {
         "PATH": os.environ["PATH"],
-        "DATABASE_URL": os.environ["DATABASE_URL"],
+        # None of these commands connects; a fixed URL keeps the embedded PostgreSQL from starting for them.
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:1/settings-only",
         "MOVIEAPI_ENV_FILE": str(local / ".env"),
         "MOVIEAPI_DATA_DIR": str(local / "data"),
         **env,
