@@ -23,6 +23,12 @@ from movieapi.errors import MalformedPrecondition
 _ITEM = re.compile(r'[ \t]*+(?:(W/)?("[\x21\x23-\x7e\x80-\xff]*+")[ \t]*+)?(,|\Z)')
 
 
+# The same grammar as one ECMA-262 pattern, for the OpenAPI schema's If-Match / If-None-Match parameters (a client
+# or fuzzer then knows which values are 400); test_conditional checks that it accepts exactly what the parser does.
+_TAG = r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"'
+ENTITY_TAG_LIST_PATTERN = rf"^(?:[ \t]*\*[ \t]*|(?:[ \t]*(?:{_TAG}[ \t]*)?,)*[ \t]*(?:{_TAG}[ \t]*)?)$"
+
+
 @dataclass(frozen=True)
 class EntityTag:
     """One listed tag: its opaque part with the quotes, and whether it was marked weak."""

@@ -22,7 +22,14 @@ from rest_framework.views import APIView
 from movieapi.errors import PreconditionFailed, PreconditionRequired, VersionConflict
 from movieapi.filtersets import CachedFormMixin
 from movieapi.pagination import MoviePagination
-from movieapi.preconditions import ANY, only_weak_match, parse_entity_tags, strong_match, weak_match
+from movieapi.preconditions import (
+    ANY,
+    ENTITY_TAG_LIST_PATTERN,
+    only_weak_match,
+    parse_entity_tags,
+    strong_match,
+    weak_match,
+)
 from movieapi.renderers import ORJSONRenderer, dumps
 from movies import selectors, services
 from movies.filters import (
@@ -50,6 +57,7 @@ IF_MATCH = OpenApiParameter(
     "If-Match",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
+    pattern=ENTITY_TAG_LIST_PATTERN,
     description=(
         "The movie's ETag, or a comma-separated list of them (RFC 9110, strong comparison: a W/ tag never matches); "
         "the request is carried out only if one is current, else 412 with the current ETag. `*` names no version: "
@@ -60,6 +68,7 @@ IF_NONE_MATCH = OpenApiParameter(
     "If-None-Match",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
+    pattern=ENTITY_TAG_LIST_PATTERN,
     description=(
         'ETags you hold (RFC 9110, weak comparison: W/"x" matches "x"; `*` matches any): 304 if one is '
         "current. A value that is not an entity-tag list is 400."

@@ -280,3 +280,52 @@ def test_the_schema_documents_the_conditional_answers(anon: APIClient) -> None:
         assert headers >= {"If-Match", "If-None-Match"}, method
     assert set(movie["get"]["responses"]) >= {"200", "304", "400", "404", "412"}
     assert set(movie["delete"]["responses"]) >= {"204", "400", "404", "412"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"a"',
+        'W/"a"',
+        '"a", W/"b"',
+        ' "a" ,, "b" ',
+        "*",
+        " * ",
+        '"a,b"',
+        "",
+        ",",
+        "a",
+        '"a',
+        'w/"a"',
+        '"a" "b"',
+        '"a"b',
+        '*, "a"',
+        '"\x7f"',
+        '"é"',
+        '"a\tb"',
+        '\t"a"\t',
+    ],
+)
+def test_the_schemas_entity_tag_pattern_accepts_what_the_parser_does(value: str) -> None:
+    """The If-Match / If-None-Match pattern the schema publishes says 400 exactly where the server does."""
+    import re
+
+    from movieapi.errors import MalformedPrecondition
+    from movieapi.preconditions import ENTITY_TAG_LIST_PATTERN, parse_entity_tags
+
+    try:
+        parse_entity_tags("If-Match", value)
+        parsed = True
+    except MalformedPrecondition:
+        parsed = False
+    assert (re.fullmatch(ENTITY_TAG_LIST_PATTERN, value) is not None) == parsed
+
+
+def test_the_schema_publishes_the_entity_tag_pattern(anon: APIClient) -> None:
+    from movieapi.preconditions import ENTITY_TAG_LIST_PATTERN
+
+    schema = anon.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation = schema["paths"]["/api/v1/movies/{id}/"]["patch"]
+    headers = {p["name"]: p for p in operation["parameters"] if p["in"] == "header"}
+    assert headers["If-Match"]["schema"]["pattern"] == ENTITY_TAG_LIST_PATTERN
+    assert headers["If-None-Match"]["schema"]["pattern"] == ENTITY_TAG_LIST_PATTERN
