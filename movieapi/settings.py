@@ -160,8 +160,9 @@ def _database() -> dict[str, object]:
     if config.get("ENGINE") == "django.db.backends.postgresql":
         config["ENGINE"] = "movieapi.postgres"
     options: dict[str, object] = dict(config.get("OPTIONS") or {})  # type: ignore[call-overload]
-    # The worker's pid in pg_stat_activity says which process holds a lock or runs a slow query.
-    options.setdefault("application_name", f"movieapi:{os.getpid()}")
+    # The worker's pid in pg_stat_activity says which process holds a lock or runs a slow query. Filled in when the
+    # connection opens (movieapi/postgres/base.py): gunicorn's master reads these settings before it forks.
+    options.setdefault("application_name", "movieapi:{pid}")
     # Only the web server bounds each statement (gunicorn.conf.py sets MOVIEAPI_WEB_SERVER):
     # migrations, imports and other commands run with the server's default (no limit).
     if env_bool("MOVIEAPI_WEB_SERVER") and STATEMENT_TIMEOUT_MS > 0:

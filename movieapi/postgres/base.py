@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
 import select
 from typing import Any
 
@@ -57,9 +58,13 @@ def _adapters(template: adapt.AdaptersMap, zone: datetime.tzinfo | None) -> adap
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def get_connection_params(self) -> dict[str, Any]:
-        """Django's, with the faster timestamptz loader in the connection's adapters."""
+        """Django's, with the faster timestamptz loader in the connection's adapters, and the connecting process's pid
+        in `application_name` (settings may be imported before gunicorn forks its workers)."""
         params: dict[str, Any] = super().get_connection_params()
         params["context"] = _adapters(params["context"], self.timezone)
+        name = params.get("application_name")
+        if isinstance(name, str) and "{pid}" in name:
+            params["application_name"] = name.replace("{pid}", str(os.getpid()))
         return params
 
     def close_if_health_check_failed(self) -> None:
