@@ -11,7 +11,8 @@ and drives them in alternating rounds with wrk (installed with apt-get if missin
 that the noise of a shared machine falls on all of them alike. Prints the median req/s of each and the
 ratio to "off". The target is redis/off >= 0.90.
 
-Environment: DATABASE_URL (unset: the embedded PostgreSQL, as `make run`), REDIS_URL (unset: a
+Environment: DATABASE_URL (the server; unset: the embedded PostgreSQL, as `make run`), BENCH_THROTTLE_DATABASE
+(movieapi_bench_throttle: created on that server when missing, migrated, reused), REDIS_URL (unset: a
 redis-server of our own on a free port), BENCH_THROTTLE_PATH (/api/v1/genres/), BENCH_THROTTLE_ROUNDS (5),
 BENCH_THROTTLE_DURATION (seconds per run, 8), BENCH_CONNECTIONS (16), WEB_CONCURRENCY (4).
 """
@@ -31,7 +32,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psycopg
+import psycopg.sql
+from run import server_url, with_db  # bench/run.py: this script runs as `python bench/throttle.py`
+
 ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = os.environ.get("BENCH_THROTTLE_DATABASE", "movieapi_bench_throttle")
 PYTHON = sys.executable
 PATH = os.environ.get("BENCH_THROTTLE_PATH", "/api/v1/genres/")
 ROUNDS = int(os.environ.get("BENCH_THROTTLE_ROUNDS", "5"))
@@ -92,6 +98,16 @@ def wrk(url: str) -> tuple[float, int]:
     return float(rate.group(1)), int(bad.group(1)) if bad else 0
 
 
+def own_database() -> str:
+    """This bench's own database on the DATABASE_URL server (or the embedded one), created when missing: the
+    database DATABASE_URL names need not exist, and the bench must not migrate someone's catalogue."""
+    server = server_url()
+    with psycopg.connect(with_db(server, "postgres"), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DB_NAME)))
+    return with_db(server, DB_NAME)
+
+
 def main() -> None:
     ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="bench-throttle-"))
@@ -118,7 +134,8 @@ def main() -> None:
                 )
             )
             base_env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        log("migrating the database (as `make run` does) ...")
+        base_env["DATABASE_URL"] = own_database()
+        log(f"migrating {DB_NAME} (as `make run` does) ...")
         subprocess.run([PYTHON, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=base_env, check=True)
 
         urls: dict[str, str] = {}
