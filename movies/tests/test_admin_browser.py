@@ -2,59 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 
-from conftest import curators_group
+from conftest import curators_group, headless_chromium
 from movies.tests.factories import MovieFactory
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 PASSWORD = "a-long-enough-password-7"
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    """Headless Chromium through Selenium with a fresh profile; `make install-browser` installs it."""
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        if os.environ.get("CI"):
-            pytest.fail("chromium and chromium-driver are missing: `make install-browser` should have installed them")
-        pytest.skip("chromium / chromium-driver not installed (make install-browser)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    driver.implicitly_wait(10)
-    try:
+    """Headless Chromium (conftest.headless_chromium) that waits for elements to appear."""
+    with headless_chromium() as driver:
+        driver.implicitly_wait(10)
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def wait_for_text(driver: Any, text: str) -> None:

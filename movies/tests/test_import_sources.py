@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
 from movies.models import CastMember, Movie, Person
+from movies.tests.test_import import run, write_tsv
 
 pytestmark = pytest.mark.django_db
 
@@ -29,27 +29,11 @@ SAMPLE = ROOT / "movies" / "fixtures" / "sample_movies.json"
 MOVIES = "/api/v1/movies/"
 
 
-def run(*args: Any) -> tuple[int, str, str]:
-    """Run import_movies; return (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command("import_movies", *map(str, args), stdout=out, stderr=err)
-        code = 0
-    except CommandError as exc:
-        code = exc.returncode
-        err.write(str(exc))
-    return code, out.getvalue(), err.getvalue()
-
-
-def tsv(path: Path, header: str, rows: list[str]) -> None:
-    path.write_text(header + "\n" + "".join(row + "\n" for row in rows), encoding="utf-8")
-
-
 def imdb_folder(tmp_path: Path) -> Path:
     """IMDb's view: Amélie with its accent, The Matrix without Thriller, The Kid's two top-billed, Keanu's nm id."""
     folder = tmp_path / "imdb"
     folder.mkdir()
-    tsv(
+    write_tsv(
         folder / "title.basics.tsv",
         "tconst\ttitleType\tprimaryTitle\toriginalTitle\tisAdult\tstartYear\tendYear\truntimeMinutes\tgenres",
         [
@@ -59,7 +43,7 @@ def imdb_folder(tmp_path: Path) -> Path:
             "tt0234215\tmovie\tThe Matrix Reloaded\tThe Matrix Reloaded\t0\t2003\t\\N\t138\tAction,Sci-Fi",
         ],
     )
-    tsv(
+    write_tsv(
         folder / "title.crew.tsv",
         "tconst\tdirectors\twriters",
         [
@@ -69,7 +53,7 @@ def imdb_folder(tmp_path: Path) -> Path:
             "tt0234215\tnm0905154,nm0905152\t\\N",
         ],
     )
-    tsv(
+    write_tsv(
         folder / "title.principals.tsv",
         "tconst\tordering\tnconst\tcategory\tjob\tcharacters",
         [
@@ -80,7 +64,7 @@ def imdb_folder(tmp_path: Path) -> Path:
             'tt0234215\t1\tnm0000206\tactor\t\\N\t["Neo"]',
         ],
     )
-    tsv(
+    write_tsv(
         folder / "name.basics.tsv",
         "nconst\tprimaryName\tbirthYear\tdeathYear\tprimaryProfession\tknownForTitles",
         [
