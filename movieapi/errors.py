@@ -42,9 +42,12 @@ class VersionConflict(ProblemError):
     problem_type = PROBLEM_BASE + "version-conflict"
     title = "Version conflict"
     default_detail = "The movie was changed by someone else since the version you based this write on."
-    # The movie's representation row as the failed write found it (sql.MOVIE_COLUMNS), when the write read it:
-    # the API answers its ETag beside `current_version`, so the client can retry without another GET.
-    current_row: tuple[Any, ...] | None = None
+
+    def __init__(self, detail: str | None = None, *, current_row: tuple[Any, ...] | None = None, **kwargs: Any) -> None:
+        """current_row: the movie's representation row as the failed write found it (sql.MOVIE_COLUMNS), when the
+        write read it: the API answers its ETag beside `current_version`, so the client can retry without a GET."""
+        super().__init__(detail, **kwargs)
+        self.current_row = current_row
 
 
 class PreconditionFailed(ProblemError):

@@ -127,14 +127,13 @@ def movie_update(
                 if current_row is None:
                     raise NotFound("No such movie: it may have been deleted.")
                 current = current_row[sql_texts.MOVIE_VERSION_COLUMN]
-                conflict = VersionConflict(
+                raise VersionConflict(
                     f"This write was based on version {expected_version}, but the movie is at version {current}. "
                     "Reapply your change to the movie as it is now and send its version (`current_version`), "
                     "or its ETag in If-Match.",
                     current_version=current,
+                    current_row=current_row,
                 )
-                conflict.current_row = current_row
-                raise conflict
             if relations:
                 _write_relations(Movie.objects.only("id").get(pk=movie_id), data)
     except IntegrityError as exc:
