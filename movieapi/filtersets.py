@@ -1,12 +1,29 @@
-"""django-filter FilterSets without the per-request work that never changes."""
+"""django-filter on the list path: FilterSets that hand the paginator a plan, without per-request work that never
+changes.
+
+The list's flow, as DRF's with one value more (movieapi.pagination.ListPlan):
+
+    view.list -> view.filter_plan(queryset)                    (movies.views.PlannedListMixin; DRF: filter_queryset)
+              -> ListPlanFilterBackend.filter_plan(...)         (DRF: DjangoFilterBackend.filter_queryset)
+              -> PlanningFilterSet.filter_plan(queryset)        (django-filter: FilterSet.filter_queryset)
+              => ListPlan(queryset, known_count, ...)
+              -> view.paginator.paginate_plan(plan, request, view)   (DRF: paginate_queryset)
+"""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+import django_filters
 from django import forms
+from django.db.models import QuerySet
+from django_filters import utils
 from django_filters.filters import Filter
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework.request import Request
+
+from movieapi.pagination import ListPlan
 
 # FilterSet class -> its form class, built on the first request.
 _form_classes: dict[type, type[forms.Form]] = {}
@@ -67,3 +84,27 @@ class CachedFormMixin:
             form_class.base_fields = _SharedFields(form_class.base_fields)
             _form_classes[type(self)] = form_class
         return form_class
+
+
+class PlanningFilterSet(django_filters.FilterSet):
+    """A FilterSet whose filtering can learn more than a queryset (a search's count, its ranked ids' SQL)."""
+
+    def filter_plan(self, queryset: QuerySet[Any]) -> ListPlan:
+        """The filtered queryset and what filtering learned about it (a FilterSet that learns something overrides
+        this; `filter_queryset` stays django-filter's: the declared filters only)."""
+        return ListPlan(self.filter_queryset(queryset))
+
+
+class ListPlanFilterBackend(DjangoFilterBackend):
+    """DjangoFilterBackend that also hands a list's whole plan (`filter_plan`), not only its queryset."""
+
+    def filter_plan(self, request: Request, queryset: QuerySet[Any], view: Any) -> ListPlan:
+        """`filter_queryset`'s validation, then the FilterSet's plan (a plain FilterSet's queryset, as a plan)."""
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is None:
+            return ListPlan(queryset)
+        if not filterset.is_valid() and self.raise_exception:
+            raise utils.translate_validation(filterset.errors)
+        if isinstance(filterset, PlanningFilterSet):
+            return filterset.filter_plan(filterset.queryset.all())
+        return ListPlan(filterset.qs)

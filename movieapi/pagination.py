@@ -12,6 +12,10 @@ Three decisions (README, "Discovery and performance"):
   counted with a LIMIT); otherwise PostgreSQL's estimate (`pg_class.reltuples` for an unfiltered list, the
   planner's row estimate for a filtered one) and `"count_is_estimate": true`. Movie lists ask the planner
   first (`MoviePagination`), see `cheap_count`.
+
+What the list's filter step learned travels to the paginator as a `ListPlan` value (the queryset, a known count,
+whether it is an estimate, whether only an estimate is cheap, the ids' SQL): the view's `list` hands it to
+`paginate_plan` (movieapi/filtersets.py draws the flow). DRF's `paginate_queryset` still takes a bare queryset.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections
@@ -42,6 +47,32 @@ _table_estimates: dict[tuple[str, str], tuple[float, int]] = {}
 # every page of one filter asks the same question. Bounded: the oldest half goes when it is full.
 _planner_estimates: dict[tuple[str, str, str], tuple[float, int]] = {}
 PLANNER_ESTIMATES_KEPT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ListPlan:
+    """A list's filtered, ordered queryset and what the filter step learned about it, for the paginator.
+
+    The filter step (a FilterSet's `filter_plan`, through `ListPlanFilterBackend`) builds it; the view's `list`
+    hands it to `paginate_plan`. A value, not marks on the queryset: a clone of the queryset carries none of it.
+    """
+
+    queryset: QuerySet[Any]
+    # Constant SQL (and its parameters) that gives the queryset's ids in its order, unlimited: a page can be sent as
+    # one prepared statement around it instead of compiling the queryset (a ranked search's candidates).
+    page_ids_sql: tuple[str, list[Any]] | None = None
+    # The queryset's ids statement (ordered or not, unlimited) as compiled already, for `planner_estimate` to
+    # explain instead of compiling the queryset again.
+    ids_sql: tuple[str, Any] | None = None
+    # The number of matches when the filter step found it (a search's probe): no count is run.
+    known_count: int | None = None
+    # The known count is of the candidates that are ranked, fewer than the matches: `count_is_estimate`, even on the
+    # last page.
+    known_count_is_estimate: bool = False
+    # Counting exactly is never cheap, however few the matches (every match costs a recheck: a trigram title
+    # search, where counting even 68 matches of `crimsn moon` walks the trigram index, 30-70 ms on a million
+    # movies, more than the page): a page that is not the last gives the planner's estimate.
+    count_by_estimate: bool = False
 
 
 def _positive_int(request: Request, name: str) -> int | None:
@@ -85,87 +116,48 @@ def table_estimate(queryset: QuerySet[Any]) -> int:
     return _reused(_table_estimates, (queryset.db, table), ask)
 
 
-# Set (see `with_ids_sql`) on a queryset whose ids' statement was compiled already.
-_IDS_SQL = "_ids_sql"
-
-
-def with_ids_sql(queryset: QuerySet[Any], sql: str, params: Any) -> QuerySet[Any]:
-    """Mark the queryset with the compiled statement of its ids (ordered or not, unlimited), for
-    `planner_estimate` to explain instead of compiling the queryset again: an ORDER BY changes the plan, not
-    its row estimate. The mark is on this queryset object."""
-    setattr(queryset, _IDS_SQL, (sql, params))
-    return queryset
-
-
-def planner_estimate(queryset: QuerySet[Any]) -> int:
-    """The planner's estimate of how many rows the queryset matches (EXPLAIN, nothing is executed), cached
-    briefly per worker by statement and parameters."""
-    compiled: tuple[str, Any] | None = getattr(queryset, _IDS_SQL, None)
-    sql, params = compiled or queryset.order_by().values("pk").query.sql_with_params()
+def planner_estimate(plan: ListPlan) -> int:
+    """The planner's estimate of how many rows the plan's queryset matches (EXPLAIN, nothing is executed), cached
+    briefly per worker by statement and parameters. The plan's `ids_sql`, when it has one, is explained as it is
+    instead of compiling the queryset again: an ORDER BY changes the plan, not its row estimate."""
+    queryset = plan.queryset
+    sql, params = plan.ids_sql or queryset.order_by().values("pk").query.sql_with_params()
 
     def ask() -> int:
         with connections[queryset.db].cursor() as cursor:
             cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-            plan = cursor.fetchone()[0]
-        if isinstance(plan, str | bytes):
-            plan = json.loads(plan)
-        return int(plan[0]["Plan"]["Plan Rows"])
+            plan_json = cursor.fetchone()[0]
+        if isinstance(plan_json, str | bytes):
+            plan_json = json.loads(plan_json)
+        return int(plan_json[0]["Plan"]["Plan Rows"])
 
     return _reused(_planner_estimates, (queryset.db, sql, repr(params)), ask, kept=PLANNER_ESTIMATES_KEPT)
 
 
-# Set (see `count_by_estimate`) on a queryset whose exact count is never cheap, however few its matches.
-_ESTIMATE_ONLY = "_count_by_estimate"
-
-
-def count_by_estimate(queryset: QuerySet[Any]) -> QuerySet[Any]:
-    """Mark the queryset so that a page that is not the last gives the planner's estimate, never a count.
-
-    For filters whose every match costs a recheck (a trigram title search: counting even 68 matches of
-    `crimsn moon` walks the trigram index, 30-70 ms on a million movies, more than the page). The mark is on
-    this queryset object: pass it to the paginator as it is.
-    """
-    setattr(queryset, _ESTIMATE_ONLY, True)
-    return queryset
-
-
-# Set (see `known_count`) on a queryset whose count the view already knows.
-_KNOWN_COUNT = "_known_count"
-
-
-def known_count(queryset: QuerySet[Any], count: int, *, is_estimate: bool) -> QuerySet[Any]:
-    """Mark the queryset with a count found while building it (a search's probe), so that none is run.
-
-    Like `count_by_estimate`, the mark is on this queryset object: pass it to the paginator as it is.
-    """
-    setattr(queryset, _KNOWN_COUNT, (count, is_estimate))
-    return queryset
-
-
-def cheap_count(queryset: QuerySet[Any], *, at_least: int, estimate_first: bool = False) -> tuple[int, bool]:
+def cheap_count(plan: ListPlan, *, at_least: int, estimate_first: bool = False) -> tuple[int, bool]:
     """(count, is_estimate): exact up to EXACT_COUNT_LIMIT, PostgreSQL's estimate (never below at_least) above.
 
-    With estimate_first, a filtered queryset asks the planner first: counting even 1,000 matches of a broad
-    movie filter costs 10-30 ms on a million movies, more than the page; a low estimate is then checked by an
-    exact count that stops at the limit. Without it (small filtered sets, like one user's ratings) the capped
-    count comes first and the planner is asked only above the limit.
+    A count the plan knows is taken as it is. With estimate_first, a filtered queryset asks the planner first:
+    counting even 1,000 matches of a broad movie filter costs 10-30 ms on a million movies, more than the page; a
+    low estimate is then checked by an exact count that stops at the limit. Without it (small filtered sets, like
+    one user's ratings) the capped count comes first and the planner is asked only above the limit.
     """
-    known: tuple[int, bool] | None = getattr(queryset, _KNOWN_COUNT, None)
-    if known is not None:
-        return max(known[0], at_least), known[1]
+    if plan.known_count is not None:
+        return max(plan.known_count, at_least), plan.known_count_is_estimate
+    queryset = plan.queryset
     if not queryset.query.where:
         estimate = table_estimate(queryset)
         if estimate > EXACT_COUNT_LIMIT:
             return max(estimate, at_least), True
-    if getattr(queryset, _ESTIMATE_ONLY, False):
-        return max(planner_estimate(queryset), at_least), True
-    estimate = planner_estimate(queryset) if queryset.query.where and estimate_first else -1
+    if plan.count_by_estimate:
+        return max(planner_estimate(plan), at_least), True
+    estimate = planner_estimate(plan) if queryset.query.where and estimate_first else -1
     if estimate <= EXACT_COUNT_LIMIT:
         exact = queryset.order_by().values("pk")[: EXACT_COUNT_LIMIT + 1].count()
         if exact <= EXACT_COUNT_LIMIT:
             return exact, False
         if not estimate_first and queryset.query.where:
-            estimate = planner_estimate(queryset)
+            estimate = planner_estimate(plan)
         estimate = max(estimate, exact)
     return max(estimate, at_least), True
 
@@ -207,34 +199,32 @@ class PageNumberPagination(pagination.PageNumberPagination):
             raise ValidationError({"page_size": [f"Must be at most {self.max_page_size}, got {size}."]})
         return size
 
-    def page_rows(self, queryset: QuerySet[Any], offset: int, limit: int) -> list[Any]:
-        """Rows offset..offset+limit of the ordered queryset (a subclass may return them already represented)."""
-        return page_rows(queryset, offset, limit)
+    def page_rows(self, plan: ListPlan, offset: int, limit: int) -> list[Any]:
+        """Rows offset..offset+limit of the plan's ordered queryset (a subclass may return them already represented)."""
+        return page_rows(plan.queryset, offset, limit)
 
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
+        """DRF's hook, for a list whose filter step learned nothing beside its queryset (`paginate_plan`)."""
+        return self.paginate_plan(ListPlan(queryset), request, view)
+
+    def paginate_plan(self, plan: ListPlan, request: Request, view: Any = None) -> list[Any]:
         """One page by deferred join, with a cheap count; a page past the end is a 404."""
         self.request = request
         size = self.get_page_size(request)
         self.number = _positive_int(request, self.page_query_param) or 1
         offset = (self.number - 1) * size
-        if isinstance(queryset, QuerySet):
-            rows = self.page_rows(queryset, offset, size + 1)
-        else:
-            rows = list(queryset[offset : offset + size + 1])
+        rows = self.page_rows(plan, offset, size + 1)
         self.has_next = len(rows) > size
         rows = rows[:size]
         if not rows and self.number > 1:
             raise NotFound("That page is past the last page of results.")
         if not self.has_next:
             # The last page tells the count, unless the rows are a bounded part of the matches (a broad search).
-            known: tuple[int, bool] | None = getattr(queryset, _KNOWN_COUNT, None)
-            self.count, self.count_is_estimate = offset + len(rows), known is not None and known[1]
-        elif isinstance(queryset, QuerySet):
-            self.count, self.count_is_estimate = cheap_count(
-                queryset, at_least=offset + len(rows) + 1, estimate_first=self.estimate_first
-            )
+            self.count, self.count_is_estimate = offset + len(rows), plan.known_count_is_estimate
         else:
-            self.count, self.count_is_estimate = len(queryset), False
+            self.count, self.count_is_estimate = cheap_count(
+                plan, at_least=offset + len(rows) + 1, estimate_first=self.estimate_first
+            )
         return rows
 
     def get_paginated_response(self, data: Any) -> Response:

@@ -235,7 +235,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["movieapi.renderers.ORJSONRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "movieapi.negotiation.ContentNegotiation",
     "DEFAULT_PARSER_CLASSES": ["movieapi.parsers.StrictJSONParser"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["movieapi.filtersets.ListPlanFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "movieapi.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "movieapi.errors.problem_exception_handler",

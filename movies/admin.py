@@ -76,7 +76,7 @@ class GenreAdmin(admin.ModelAdmin):
     ) -> tuple[QuerySet[Genre], bool]:
         """The API's genre search: name and slug, case, accents and typos aside."""
         term = search_term.strip()
-        return (search_genres(queryset, term) if term else queryset), False
+        return (search_genres(queryset, term).queryset if term else queryset), False
 
     def delete_model(self, request: HttpRequest, obj: Genre) -> None:
         """Only an unused genre can go (services.genre_delete)."""
@@ -112,7 +112,7 @@ class PersonAdmin(FastListMixin, admin.ModelAdmin):
             return queryset, False
         if term.lower().startswith("nm") and term[2:].isdigit():
             return queryset.filter(imdb_id=term.lower()), False
-        return search_people(queryset, term), False
+        return search_people(queryset, term).queryset, False
 
     def delete_model(self, request: HttpRequest, obj: Person) -> None:
         """Only a person without credits can go (services.person_delete)."""

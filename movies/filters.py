@@ -19,7 +19,8 @@ from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import extend_schema_field
 
 from movieapi.fields import PG_BIGINT_MAX, PY_WHITESPACE
-from movieapi.pagination import count_by_estimate, known_count
+from movieapi.filtersets import PlanningFilterSet
+from movieapi.pagination import ListPlan
 from movies import selectors
 from movies.models import (
     DB_MAX_YEAR,
@@ -194,13 +195,13 @@ def _repeated(data: Any, name: str) -> bool:
     return isinstance(data, MultiValueDict) and len(data.getlist(name)) > 1
 
 
-class MovieFilterSet(django_filters.FilterSet):
-    """`GET movies/` parameters; `search` and `ordering` are applied last, in `filter_queryset`."""
+class MovieFilterSet(PlanningFilterSet):
+    """`GET movies/` parameters; `search` and `ordering` are applied last, in `filter_plan`."""
 
     search = django_filters.CharFilter(
         method="_applied_last",
         max_length=MAX_SEARCH_LENGTH,
-        strip=False,  # the length is checked as sent (the schema's maxLength); filter_queryset strips it
+        strip=False,  # the length is checked as sent (the schema's maxLength); filter_plan strips it
         help_text="Full text over title and overview.",
     )
     genre = GenreFilter(
@@ -251,9 +252,10 @@ class MovieFilterSet(django_filters.FilterSet):
         played = CastMember.objects.filter(person_id=person_id).values("movie_id")
         return queryset.filter(Q(pk__in=played) | Q(pk__in=directed))
 
-    def filter_queryset(self, queryset: QuerySet[Movie]) -> QuerySet[Movie]:
-        """Filters, then search (ranked), then ordering with `id` as the tie-breaker."""
-        queryset = super().filter_queryset(queryset)
+    def filter_plan(self, queryset: QuerySet[Movie]) -> ListPlan:
+        """Filters, then search (ranked), then ordering with `id` as the tie-breaker; what the search's probe told
+        (its count, its ranked ids' SQL) travels beside the queryset."""
+        queryset = self.filter_queryset(queryset)
         data = self.form.cleaned_data
         search = (data.get("search") or "").strip()
         keys: list[str] = data.get("ordering") or []
@@ -266,15 +268,19 @@ class MovieFilterSet(django_filters.FilterSet):
             order = [_order_by(key) for key in keys]
             order.append(F("id").desc() if keys[-1].startswith("-") else F("id").asc())
         queryset = queryset.order_by(*order) if order else unfiltered(queryset)
-        if result is not None and result.page_ids is not None:  # only a ranked search (no `ordering`) has them
-            selectors.with_page_ids_sql(queryset, *result.page_ids)
-        if result is not None and result.count is not None:
-            return known_count(queryset, result.count, is_estimate=result.count_is_estimate)
-        # Counting trigram matches exactly is never cheap (see count_by_estimate); the last page still is exact.
-        return count_by_estimate(queryset) if result is not None and result.typo else queryset
+        if result is None:
+            return ListPlan(queryset)
+        return ListPlan(
+            queryset,
+            page_ids_sql=result.page_ids,  # only a ranked search (no `ordering`) has them
+            known_count=result.count,
+            known_count_is_estimate=result.count_is_estimate,
+            # Counting trigram matches exactly is never cheap; the last page still is exact.
+            count_by_estimate=result.typo,
+        )
 
 
-class PagingOnlyFilterSet(django_filters.FilterSet):
+class PagingOnlyFilterSet(PlanningFilterSet):
     """A list that takes nothing but the paging parameters: any other one is a 400 naming it."""
 
     class Meta:
@@ -288,7 +294,7 @@ class NameSearchFilterSet(PagingOnlyFilterSet):
     search = django_filters.CharFilter(
         method="_applied_last",
         max_length=MAX_SEARCH_LENGTH,
-        strip=False,  # the length is checked as sent (the schema's maxLength); filter_queryset strips it
+        strip=False,  # the length is checked as sent (the schema's maxLength); filter_plan strips it
         help_text=(
             "Words of the name, case and accents aside (`leon` finds Léon), best match first; "
             "when no name has them all, names near the text (typos)."
@@ -298,15 +304,15 @@ class NameSearchFilterSet(PagingOnlyFilterSet):
     def _applied_last(self, queryset: QuerySet[Any], name: str, value: Any) -> QuerySet[Any]:
         return queryset
 
-    def find(self, queryset: QuerySet[Any], text: str) -> QuerySet[Any]:
+    def find(self, queryset: QuerySet[Any], text: str) -> ListPlan:
         """The rows that match the text, best first."""
         raise NotImplementedError
 
-    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+    def filter_plan(self, queryset: QuerySet[Any]) -> ListPlan:
         """The search, ranked, if there is one; the list in its own order otherwise."""
-        queryset = super().filter_queryset(queryset)
+        queryset = self.filter_queryset(queryset)
         text = (self.form.cleaned_data.get("search") or "").strip()
-        return self.find(queryset, text) if text else queryset
+        return self.find(queryset, text) if text else ListPlan(queryset)
 
 
 class PersonFilterSet(NameSearchFilterSet):
@@ -315,7 +321,7 @@ class PersonFilterSet(NameSearchFilterSet):
     class Meta(NameSearchFilterSet.Meta):
         model = Person
 
-    def find(self, queryset: QuerySet[Any], text: str) -> QuerySet[Any]:
+    def find(self, queryset: QuerySet[Any], text: str) -> ListPlan:
         """People by name (`search_people`)."""
         return search_people(queryset, text)
 
@@ -326,23 +332,23 @@ class GenreFilterSet(NameSearchFilterSet):
     class Meta(NameSearchFilterSet.Meta):
         model = Genre
 
-    def find(self, queryset: QuerySet[Any], text: str) -> QuerySet[Any]:
+    def find(self, queryset: QuerySet[Any], text: str) -> ListPlan:
         """Genres by name and slug (`search_genres`)."""
         return search_genres(queryset, text)
 
 
-def search_people(queryset: QuerySet[Person], text: str) -> QuerySet[Person]:
+def search_people(queryset: QuerySet[Person], text: str) -> ListPlan:
     """People by name, best match first (`search_by_name` on the indexes `person_name_search`, `person_name_trgm`)."""
     return search_by_name(queryset, text, F("name"))
 
 
-def search_genres(queryset: QuerySet[Genre], text: str) -> QuerySet[Genre]:
+def search_genres(queryset: QuerySet[Genre], text: str) -> ListPlan:
     """Genres by name and slug (`science-fiction` and `Science Fiction` both find it), best match first; a few
     rows, no index."""
     return search_by_name(queryset, text, Concat(F("name"), Value(" "), F("slug"), output_field=TextField()))
 
 
-def search_by_name(queryset: QuerySet[Any], text: str, name: Any) -> QuerySet[Any]:
+def search_by_name(queryset: QuerySet[Any], text: str, name: Any) -> ListPlan:
     """The rows whose name has every word of the text, else those whose name is near it (typos), best match first.
 
     Words: `to_tsvector('simple_unaccent', name) @@ plainto_tsquery('simple_unaccent', text)` (GIN
@@ -356,12 +362,12 @@ def search_by_name(queryset: QuerySet[Any], text: str, name: Any) -> QuerySet[An
     letter or digit has no word or trigram to look up: nothing matches.
     """
     if not any(char.isalnum() for char in text):
-        return queryset.none()
+        return ListPlan(queryset.none())
     words = queryset.alias(name_words=words_of(name, NAME_SEARCH_CONFIG)).filter(
         name_words=SearchQuery(text, search_type="plain", config=NAME_SEARCH_CONFIG)
     )
     if words.exists():  # a fallback, not an OR: the trigram arm is the costlier one (as for movies)
-        return words.order_by(Length(name), "pk")
+        return ListPlan(words.order_by(Length(name), "pk"))
     # Any: the stubs type the trigram functions' text as str; Django takes any expression there.
     folded_name, folded_text = unaccented(name), cast(Any, unaccented(Value(text)))
     typos = queryset.alias(folded_name=folded_name).filter(folded_name__trigram_word_similar=folded_text)
@@ -372,7 +378,11 @@ def search_by_name(queryset: QuerySet[Any], text: str, name: Any) -> QuerySet[An
         .annotate(search_rank=rank)
         .order_by("-search_rank", "pk")
     )
-    return known_count(found, min(len(candidates), SEARCH_CANDIDATES), is_estimate=len(candidates) > SEARCH_CANDIDATES)
+    return ListPlan(
+        found,
+        known_count=min(len(candidates), SEARCH_CANDIDATES),
+        known_count_is_estimate=len(candidates) > SEARCH_CANDIDATES,
+    )
 
 
 def unfiltered(queryset: QuerySet[Movie]) -> QuerySet[Movie]:
@@ -401,7 +411,7 @@ class SearchResult:
     # Exact number of matches (or of the candidates that are ranked), when the probe told it.
     count: int | None = None
     count_is_estimate: bool = False
-    # Trigram matches: never counted exactly (see count_by_estimate).
+    # Trigram matches: never counted exactly (see ListPlan.count_by_estimate).
     typo: bool = False
     # The ranked ids as SQL with its parameters, best first, when no compiled queryset is needed for them (a full-text
     # search of the whole catalogue, any typo search: its probe ranked them).

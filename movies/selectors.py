@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
@@ -9,7 +10,7 @@ from django.db import connections
 from django.db.models import CharField, Prefetch, QuerySet, TextField
 from django.db.models.expressions import RawSQL
 
-from movieapi.pagination import with_ids_sql
+from movieapi.pagination import ListPlan
 from movieapi.postgres.prepared import prepared_cursor
 from movies.models import CastMember, Genre, Movie, Person, Rating
 from movies.sql import (
@@ -55,34 +56,34 @@ def whole_catalogue(queryset: QuerySet[Movie]) -> bool:
     return not query.where and not query.annotations and not query.extra
 
 
-# Set (see `with_page_ids_sql`) on a queryset whose ids, in its order, a constant statement gives.
-_PAGE_IDS_SQL = "_movieapi_page_ids_sql"
+def _ids_sql(plan: ListPlan) -> tuple[str, Any]:
+    """The statement of the plan's queryset's ids, in its order, unlimited: as the plan has it, else compiled."""
+    return plan.ids_sql or plan.queryset.values_list("pk", flat=True).query.sql_with_params()
 
 
-def with_page_ids_sql(queryset: QuerySet[Movie], sql: str, params: list[Any]) -> QuerySet[Movie]:
-    """Mark the queryset with constant SQL (and its parameters) that gives its ids in its order, unlimited, so that
-    `movie_page` sends that as one prepared statement instead of compiling the queryset (a ranked search). The mark
-    is on this queryset object: pass it to the paginator as it is."""
-    setattr(queryset, _PAGE_IDS_SQL, (sql, params))
-    return queryset
+def with_ids_compiled(plan: ListPlan) -> ListPlan:
+    """The plan with its queryset's ids statement compiled (unless a constant one gives them), so that the page
+    (`movie_page`) and the paginator's count estimate send the same statement, compiled once."""
+    if plan.page_ids_sql is not None or plan.ids_sql is not None:
+        return plan
+    return replace(plan, ids_sql=_ids_sql(plan))
 
 
-def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[tuple[Any, ...]]:
-    """Representation rows of movies offset..offset+limit of the ordered (filtered, searched) queryset.
+def movie_page(plan: ListPlan, offset: int, limit: int) -> list[tuple[Any, ...]]:
+    """Representation rows of movies offset..offset+limit of the plan's ordered (filtered, searched) queryset.
 
     The ids come from the queryset (an index-only scan for the plain orderings), the rows from one prepared
     statement by id, in the ids' order: the filters run once, and the heavy statement is never re-planned.
     An unfiltered list (the catalogue in one of its orderings) is one prepared statement with the ids' query
     inside: its text depends only on the ordering, and each ordering has its index, whatever the page. So is a
-    queryset marked by `with_page_ids_sql`, with the marked statement inside.
+    plan with `page_ids_sql` (a ranked search), with that statement inside.
     """
-    marked: tuple[str, list[Any]] | None = getattr(queryset, _PAGE_IDS_SQL, None)
-    sql, params = marked or queryset.values_list("pk", flat=True).query.sql_with_params()
-    if marked is not None or whole_catalogue(queryset):
+    queryset = plan.queryset
+    sql, params = plan.page_ids_sql or _ids_sql(plan)
+    if plan.page_ids_sql is not None or whole_catalogue(queryset):
         with prepared_cursor(queryset.db) as cursor:
             cursor.execute(movies_by_id_query_sql(sql + " LIMIT %s OFFSET %s"), [*params, limit, offset])
             return cursor.fetchall()
-    with_ids_sql(queryset, sql, params)  # compiled once: the paginator's count estimate EXPLAINs the same statement
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(sql + " LIMIT %s OFFSET %s", [*params, limit, offset])
         ids = [row[0] for row in cursor.fetchall()]

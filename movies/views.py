@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -20,8 +20,8 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from movieapi.errors import PreconditionFailed, PreconditionRequired, VersionConflict
-from movieapi.filtersets import CachedFormMixin
-from movieapi.pagination import MoviePagination
+from movieapi.filtersets import CachedFormMixin, ListPlanFilterBackend
+from movieapi.pagination import ListPlan, MoviePagination, PageNumberPagination
 from movieapi.preconditions import (
     ANY,
     ENTITY_TAG_LIST_PATTERN,
@@ -106,26 +106,48 @@ class PagingOnlyFilters(CachedFormMixin, PagingOnlyFilterSet):
     """PagingOnlyFilterSet with its form class built once per process."""
 
 
-class ListParametersMixin:
-    """A list's query parameters (its FilterSet's) apply to the list only: a detail, PATCH or DELETE names its
-    object by id, and a `search` there would turn it into a 404."""
+class PlannedListMixin(generics.GenericAPIView):
+    """A list whose filter step hands the paginator a ListPlan (`filter_plan`, `paginate_plan`).
 
-    action: str
+    Only the list filters: a detail, PATCH or DELETE names its object by id, and a list parameter there (`search`)
+    would turn it into a 404.
+    """
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        """The FilterSet's work on the list; the queryset as it is otherwise."""
-        if self.action != "list":
-            return queryset
-        filtered: QuerySet[Any] = super().filter_queryset(queryset)  # type: ignore[misc]
-        return filtered
+        """The queryset as it is: the list filters through `filter_plan`, other actions not at all."""
+        return queryset
+
+    def filter_plan(self, queryset: QuerySet[Any]) -> ListPlan:
+        """The list's filter step: each filter backend's work, with what a ListPlanFilterBackend learned."""
+        plan = ListPlan(queryset)
+        for backend in (backend_class() for backend_class in self.filter_backends):
+            if isinstance(backend, ListPlanFilterBackend):
+                plan = backend.filter_plan(self.request, plan.queryset, self)
+            else:
+                plan = ListPlan(backend.filter_queryset(self.request, plan.queryset, self))
+        return plan
+
+    @property
+    def list_paginator(self) -> PageNumberPagination:
+        """The paginator, which takes plans (DRF's `paginator` is typed for any pagination class)."""
+        return cast(PageNumberPagination, self.paginator)
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """ListModelMixin.list with the plan handed to the paginator whole."""
+        page = self.list_paginator.paginate_plan(self.filter_plan(self.get_queryset()), request, view=self)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
 
 class MoviePages(MoviePagination):
     """Movie pages whose rows come back already represented: the page's ids, then one prepared statement."""
 
-    def page_rows(self, queryset: QuerySet[Any], offset: int, limit: int) -> list[Any]:
+    def paginate_plan(self, plan: ListPlan, request: Request, view: Any = None) -> list[Any]:
+        """The page, its ids' statement compiled once for the page and the count's estimate alike."""
+        return super().paginate_plan(selectors.with_ids_compiled(plan), request, view)
+
+    def page_rows(self, plan: ListPlan, offset: int, limit: int) -> list[Any]:
         """The page's movies as `movie_representation` dicts (selectors.movie_page)."""
-        return [movie_representation(row) for row in selectors.movie_page(queryset, offset, limit)]
+        return [movie_representation(row) for row in selectors.movie_page(plan, offset, limit)]
 
 
 def _movie_id(kwargs: dict[str, Any]) -> int:
@@ -159,7 +181,7 @@ def _movie_id(kwargs: dict[str, Any]) -> int:
     ),
     destroy=extend_schema(summary="Delete a movie (curators; If-Match optional)", parameters=[IF_MATCH, IF_NONE_MATCH]),
 )
-class MovieViewSet(viewsets.ModelViewSet):
+class MovieViewSet(PlannedListMixin, viewsets.ModelViewSet):
     """Movies: anyone reads, curators write; PUT and PATCH are versioned (optimistic concurrency)."""
 
     queryset = Movie.objects.all()
@@ -197,17 +219,16 @@ class MovieViewSet(viewsets.ModelViewSet):
         body = dumps(movie_representation(row))
         return rendered_response(body, status_code, {"ETag": representation_etag(body), **headers})
 
-    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        """The FilterSet's work, skipped when the query has only paging parameters (nothing to validate)."""
+    def filter_plan(self, queryset: QuerySet[Any]) -> ListPlan:
+        """The FilterSet's plan, skipped when the query has only paging parameters (nothing to validate)."""
         if not has_list_parameters(self.request.query_params):
-            return unfiltered(queryset)
-        filtered: QuerySet[Any] = super().filter_queryset(queryset)
-        return filtered
+            return ListPlan(unfiltered(queryset))
+        return super().filter_plan(queryset)
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """A page of movies; `MoviePages` returns them already represented."""
-        queryset = self.filter_queryset(self.get_queryset())
-        return self.get_paginated_response(self.paginate_queryset(queryset))
+        plan = self.filter_plan(self.get_queryset())
+        return self.get_paginated_response(self.list_paginator.paginate_plan(plan, request, view=self))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """One movie with a strong ETag; If-None-Match with it gives 304, a failing If-Match 412 (GET and HEAD)."""
@@ -348,7 +369,7 @@ class LocationOnCreateMixin:
         return {"Location": request.build_absolute_uri(reverse(f"{self.basename}-detail", args=[data["id"]]))}
 
 
-class GenreViewSet(ListParametersMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
+class GenreViewSet(PlannedListMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
     """Genres: anyone reads (and searches), curators write; a genre in use cannot be deleted (409)."""
 
     queryset = Genre.objects.all()
@@ -368,7 +389,7 @@ class GenreViewSet(ListParametersMixin, LocationOnCreateMixin, viewsets.ModelVie
 
 
 @extend_schema_view(retrieve=extend_schema(responses={200: PersonDetailSerializer}))
-class PersonViewSet(ListParametersMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
+class PersonViewSet(PlannedListMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
     """People: anyone reads and searches (the detail lists their films), curators write."""
 
     queryset = Person.objects.all()

@@ -13,6 +13,7 @@ from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from movieapi import pagination
+from movieapi.pagination import ListPlan
 from movies import filters, selectors, views
 from movies.models import Genre, Movie, Person
 from movies.serializers import MovieSerializer
@@ -231,7 +232,7 @@ def test_a_ranked_search_pages_by_constant_sql_in_the_orm_order(catalogue: dict[
     assert (result.page_ids is not None) == bool(expected)
     if result.page_ids is None:
         return
-    marked = selectors.with_page_ids_sql(result.queryset.order_by(*result.order), *result.page_ids)
+    marked = ListPlan(result.queryset.order_by(*result.order), page_ids_sql=result.page_ids)
     assert [row[0] for row in selectors.movie_page(marked, 0, 100)] == expected
     assert [row[0] for row in selectors.movie_page(marked, 1, 2)] == expected[1:3]
     assert selectors.movie_page(marked, len(expected), 5) == []

@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
 from movieapi.negotiation import ContentNegotiation
+from movieapi.pagination import ListPlan
 from movieapi.postgres.prepared import prepared_cursor
 from movieapi.renderers import ORJSONRenderer, dumps
 from movies import selectors
@@ -70,11 +71,11 @@ def test_detail_and_list_answer_what_the_declared_fields_give(anon: APIClient, v
 
 def test_rows_come_in_the_order_of_the_page_and_missing_ids_are_skipped(varied: list[Movie]) -> None:
     wanted = [varied[2].pk, varied[0].pk, varied[3].pk]
-    rows = selectors.movie_page(Movie.objects.filter(pk__in=wanted).order_by("-year", "-id"), 0, 10)
+    rows = selectors.movie_page(ListPlan(Movie.objects.filter(pk__in=wanted).order_by("-year", "-id")), 0, 10)
     assert [row[0] for row in rows] == [varied[3].pk, varied[2].pk, varied[0].pk]
-    rows = selectors.movie_page(Movie.objects.filter(pk__in=wanted).order_by("id"), 1, 10)
+    rows = selectors.movie_page(ListPlan(Movie.objects.filter(pk__in=wanted).order_by("id")), 1, 10)
     assert [row[0] for row in rows] == [varied[2].pk, varied[3].pk]
-    assert selectors.movie_page(Movie.objects.filter(pk=-1), 0, 10) == []
+    assert selectors.movie_page(ListPlan(Movie.objects.filter(pk=-1)), 0, 10) == []
     assert selectors.movie_detail(movie_id=varied[-1].pk + 1000) is None
 
 
@@ -89,8 +90,8 @@ def test_version_reads_agree_with_the_movie(varied: list[Movie]) -> None:
 def test_the_read_statements_are_prepared_on_the_connection(varied: list[Movie]) -> None:
     for _ in range(2):
         assert selectors.movie_detail(movie_id=varied[0].pk) is not None
-        assert len(selectors.movie_page(Movie.objects.order_by("id"), 0, 3)) == 3
-        assert len(selectors.movie_page(Movie.objects.filter(year__gte=0).order_by("id"), 0, 3)) == 3
+        assert len(selectors.movie_page(ListPlan(Movie.objects.order_by("id")), 0, 3)) == 3
+        assert len(selectors.movie_page(ListPlan(Movie.objects.filter(year__gte=0).order_by("id")), 0, 3)) == 3
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
         prepared = {row[0] for row in cursor.fetchall()}
