@@ -1,4 +1,8 @@
-"""RFC 9457 problem details: one exception handler for DRF views, and Django's 404/500 handlers."""
+"""RFC 9457 problem details: one exception handler for DRF views, and Django's 404/500 handlers.
+
+The services raise the catalogue's own errors (movies/errors.py, no HTTP in them); `problem_for` is the one place
+that says which problem answers each.
+"""
 
 from __future__ import annotations
 
@@ -37,17 +41,17 @@ class ProblemError(exceptions.APIException):
         self.headers = headers or {}
 
 
-class VersionConflict(ProblemError):
+class VersionConflictProblem(ProblemError):
     status_code = status.HTTP_409_CONFLICT
     problem_type = PROBLEM_BASE + "version-conflict"
     title = "Version conflict"
     default_detail = "The movie was changed by someone else since the version you based this write on."
 
-    def __init__(self, detail: str | None = None, *, current_row: tuple[Any, ...] | None = None, **kwargs: Any) -> None:
-        """current_row: the movie's representation row as the failed write found it (sql.MOVIE_COLUMNS), when the
-        write read it: the API answers its ETag beside `current_version`, so the client can retry without a GET."""
-        super().__init__(detail, **kwargs)
-        self.current_row = current_row
+
+class StillReferencedProblem(ProblemError):
+    status_code = status.HTTP_409_CONFLICT
+    problem_type = PROBLEM_BASE + "still-referenced"
+    title = "Still referenced"
 
 
 class PreconditionFailed(ProblemError):
@@ -163,8 +167,29 @@ def _is_write(context: dict[str, Any]) -> bool:
     return request is not None and request.method not in {"GET", "HEAD", "OPTIONS"}
 
 
+def problem_for(error: Exception) -> exceptions.APIException | None:
+    """The API error that answers a catalogue error (movies/errors.py), or None for any other exception."""
+    # Imported on the first error answer, not with this module: movieapi sits below the apps it serves.
+    from movies import errors as catalogue
+
+    if not isinstance(error, catalogue.CatalogueError):
+        return None
+    if isinstance(error, catalogue.MovieNotFound | catalogue.RatingNotFound):
+        return exceptions.NotFound(error.message)
+    if isinstance(error, catalogue.VersionConflict):
+        return VersionConflictProblem(error.message, current_version=error.current_version)
+    if isinstance(error, catalogue.StillReferenced):
+        return StillReferencedProblem(error.message)
+    if isinstance(error, catalogue.ImdbIdTaken):
+        return exceptions.ValidationError({error.field: [error.message]})
+    if isinstance(error, catalogue.AccountGone):
+        return exceptions.AuthenticationFailed(error.message)
+    return ProblemError(error.message)
+
+
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Answer every exception a DRF view raises with problem+json (DRF's EXCEPTION_HANDLER hook)."""
+    exc = problem_for(exc) or exc
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif isinstance(exc, OperationalError | InterfaceError):
@@ -200,7 +225,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             detail = str(exc.detail)
     if isinstance(exc, ServiceUnavailable):
         response["Retry-After"] = "1"
-    elif isinstance(exc, VersionConflict | PreconditionFailed) and _is_write(context):
+    elif isinstance(exc, VersionConflictProblem | PreconditionFailed) and _is_write(context):
         # The metric counts refused writes; a GET's failing If-Match is a read that changed nothing.
         VERSION_CONFLICTS.labels(str(response.status_code)).inc()
     response.data = problem(response.status_code, detail, problem_type=problem_type, title=title, **extra)

@@ -18,10 +18,9 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.functional import cached_property
-from rest_framework.exceptions import NotFound
 
-from movieapi.errors import VersionConflict
 from movies import selectors, services
+from movies.errors import MovieNotFound, StillReferenced, VersionConflict
 from movies.filters import search_genres, search_movies, search_people
 from movies.models import MIN_YEAR, PROVENANCE_FIELDS, CastMember, Genre, Movie, Person, Rating
 from movies.serializers import max_year
@@ -62,11 +61,39 @@ class FastListMixin:
     list_per_page = 50
 
 
+class ServiceDeleteMixin(admin.ModelAdmin):
+    """Deletes through the model's service, one object at a time; its refusal (StillReferenced: movies still
+    name the object) is shown as a message on the change form rather than as an error page."""
+
+    def delete_through_service(self, obj: Any) -> None:
+        """Delete obj through its service (genre_delete, person_delete)."""
+        raise NotImplementedError
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        """One object, through the service."""
+        self.delete_through_service(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        """Bulk delete, one object at a time through the service."""
+        for obj in queryset:
+            self.delete_through_service(obj)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
+        """Show the service's refusal as a message rather than an error page."""
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except StillReferenced as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(
+                reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[object_id])
+            )
+
+
 # ---- genres and people ---------------------------------------------------------------------------
 
 
 @admin.register(Genre)
-class GenreAdmin(admin.ModelAdmin):
+class GenreAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     list_display = ("slug", "name")
     search_fields = ("slug", "name")
     ordering = ("slug",)
@@ -78,26 +105,13 @@ class GenreAdmin(admin.ModelAdmin):
         term = search_term.strip()
         return (search_genres(queryset, term).queryset if term else queryset), False
 
-    def delete_model(self, request: HttpRequest, obj: Genre) -> None:
+    def delete_through_service(self, obj: Genre) -> None:
         """Only an unused genre can go (services.genre_delete)."""
         services.genre_delete(genre=obj)
 
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
-        """Show the service's refusal as a message rather than an error page."""
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except services.StillReferenced as exc:
-            messages.error(request, str(exc.detail))
-            return HttpResponseRedirect(reverse("admin:movies_genre_change", args=[object_id]))
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Genre]) -> None:
-        """Bulk delete, one genre at a time through the service."""
-        for genre in queryset:
-            services.genre_delete(genre=genre)
-
 
 @admin.register(Person)
-class PersonAdmin(FastListMixin, admin.ModelAdmin):
+class PersonAdmin(ServiceDeleteMixin, FastListMixin, admin.ModelAdmin):
     list_display = ("name", "imdb_id", "updated_at")
     search_fields = ("name",)
     ordering = ("name", "id")
@@ -114,22 +128,9 @@ class PersonAdmin(FastListMixin, admin.ModelAdmin):
             return queryset.filter(imdb_id=term.lower()), False
         return search_people(queryset, term).queryset, False
 
-    def delete_model(self, request: HttpRequest, obj: Person) -> None:
+    def delete_through_service(self, obj: Person) -> None:
         """Only a person without credits can go (services.person_delete)."""
         services.person_delete(person=obj)
-
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
-        """Show the service's refusal as a message rather than an error page."""
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except services.StillReferenced as exc:
-            messages.error(request, str(exc.detail))
-            return HttpResponseRedirect(reverse("admin:movies_person_change", args=[object_id]))
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Person]) -> None:
-        """Bulk delete, one person at a time through the service."""
-        for person in queryset:
-            services.person_delete(person=person)
 
 
 # ---- movies --------------------------------------------------------------------------------------
@@ -343,7 +344,7 @@ class MovieAdmin(FastListMixin, admin.ModelAdmin):
         """Retry the view once when the atomic write lost a race after the form's check passed."""
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except (VersionConflict, NotFound):
+        except (VersionConflict, MovieNotFound):
             # The movie changed (or went) between clean() and the write; this pass shows why.
             return super().changeform_view(request, object_id, form_url, extra_context)
 

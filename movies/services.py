@@ -19,12 +19,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Field
-from rest_framework.exceptions import AuthenticationFailed, NotFound, ValidationError
 
-from movieapi.errors import ProblemError, VersionConflict
 from movieapi.postgres.prepared import prepared_cursor
 from movies import selectors
 from movies import sql as sql_texts
+from movies.errors import AccountGone, ImdbIdTaken, MovieNotFound, RatingNotFound, StillReferenced, VersionConflict
 from movies.models import CURATOR, CastMember, Genre, Movie, Person, Rating
 
 SCALAR_FIELDS = ("title", "year", "runtime", "overview", "imdb_id")
@@ -51,15 +50,9 @@ class MovieData(TypedDict, total=False):
     cast: Sequence[Role]
 
 
-class StillReferenced(ProblemError):
-    status_code = 409
-    problem_type = "urn:movieapi:problem:still-referenced"
-    title = "Still referenced"
-
-
-def _imdb_id_taken(exc: IntegrityError) -> ValidationError:
+def _imdb_id_taken(exc: IntegrityError) -> ImdbIdTaken:
     if "imdb_id" in str(exc):
-        return ValidationError({"imdb_id": ["Another movie already has this IMDb id."]})
+        return ImdbIdTaken()
     raise exc
 
 
@@ -125,7 +118,7 @@ def movie_update(
                 # The whole row, not just its version: the API's 409 carries the current ETag too.
                 current_row = selectors.movie_detail(movie_id=movie_id)
                 if current_row is None:
-                    raise NotFound("No such movie: it may have been deleted.")
+                    raise MovieNotFound("No such movie: it may have been deleted.")
                 current = current_row[sql_texts.MOVIE_VERSION_COLUMN]
                 raise VersionConflict(
                     f"This write was based on version {expected_version}, but the movie is at version {current}. "
@@ -190,7 +183,7 @@ def movie_delete(*, movie_id: int, expected_version: int | None = None) -> None:
         if not deleted:
             current = selectors.movie_version(movie_id=movie_id)
             if current is None:
-                raise NotFound("No such movie.")
+                raise MovieNotFound()
             raise VersionConflict(
                 f"The movie is at version {current}, not {expected_version}; nothing was deleted.",
                 current_version=current,
@@ -201,7 +194,7 @@ def movie_lock(*, movie_id: int) -> Movie:
     """Lock a movie's row for the rest of the transaction (writes, ratings and ETag checks queue on it)."""
     movie = Movie.objects.select_for_update(no_key=True).filter(pk=movie_id).first()
     if movie is None:
-        raise NotFound("No such movie.")
+        raise MovieNotFound()
     return movie
 
 
@@ -240,10 +233,10 @@ def _rating_add(*, movie_id: int, count: int, total: int) -> None:
     Movie.objects.filter(pk=movie_id).update(rating_count=F("rating_count") + count, rating_sum=F("rating_sum") + total)
 
 
-def _account_gone(exc: IntegrityError) -> AuthenticationFailed:
+def _account_gone(exc: IntegrityError) -> AccountGone:
     """A rating by a user deleted while the request ran fails its (deferred) foreign key check at commit."""
     if isinstance(exc.__cause__, psycopg.errors.ForeignKeyViolation):
-        return AuthenticationFailed("This account no longer exists.")
+        return AccountGone()
     raise exc
 
 
@@ -274,7 +267,7 @@ def rating_delete(*, user: AbstractBaseUser, movie_id: int) -> None:
         movie_lock(movie_id=movie_id)
         deleted = Rating.objects.filter(user_id=user.pk, movie_id=movie_id).values_list("score", flat=True).first()
         if deleted is None:
-            raise NotFound("You have not rated this movie.")
+            raise RatingNotFound()
         Rating.objects.filter(user_id=user.pk, movie_id=movie_id).delete()
         _rating_add(movie_id=movie_id, count=-1, total=-deleted)
 

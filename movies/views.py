@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
-from movieapi.errors import PreconditionFailed, PreconditionRequired, VersionConflict
+from movieapi.errors import PreconditionFailed, PreconditionRequired, ProblemError, problem_for
 from movieapi.filtersets import CachedFormMixin, ListPlanFilterBackend
 from movieapi.pagination import ListPlan, MoviePagination, PageNumberPagination
 from movieapi.preconditions import (
@@ -32,6 +32,7 @@ from movieapi.preconditions import (
 )
 from movieapi.renderers import ORJSONRenderer, dumps
 from movies import selectors, services
+from movies.errors import VersionConflict
 from movies.filters import (
     GenreFilterSet,
     MovieFilterSet,
@@ -288,9 +289,11 @@ class MovieViewSet(PlannedListMixin, viewsets.ModelViewSet):
                     )
                     serializer.save()  # a `version` in the body still wins: movie_update checks it (409)
         except VersionConflict as conflict:
+            problem = problem_for(conflict)
+            assert isinstance(problem, ProblemError)
             if conflict.current_row is not None:  # the row the failed write read: the ETag beside its version
-                conflict.headers["ETag"] = row_etag(conflict.current_row)
-            raise
+                problem.headers["ETag"] = row_etag(conflict.current_row)
+            raise problem from conflict
         return self._represent(movie_id, row=serializer.written_row)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -211,3 +211,18 @@ def test_unhandled_error_is_problem_500_without_internals(monkeypatch: pytest.Mo
     response = client.get(f"{URL}{movie.pk}/")
     body = assert_problem(response, 500)
     assert "secret" not in json.dumps(body)
+
+
+def test_a_rating_by_an_account_gone_meanwhile_answers_401() -> None:
+    # The race (a user deleted while their rating request ran) is not reproducible over HTTP: the mapping is pinned.
+    from rest_framework.test import APIRequestFactory
+
+    from movieapi.errors import problem_exception_handler
+    from movies.errors import AccountGone
+
+    request = APIRequestFactory().put("/api/v1/movies/1/rating/")
+    response = problem_exception_handler(AccountGone(), {"request": request, "view": None})
+    assert response is not None
+    assert response.status_code == 401
+    assert response.data["type"] == "urn:movieapi:problem:authentication-failed"
+    assert response.data["detail"] == "This account no longer exists."

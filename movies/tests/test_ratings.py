@@ -8,11 +8,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.test import APIClient
 
 from conftest import bearer_client
 from movies import services
+from movies.errors import AccountGone
 from movies.models import Movie, Rating
 from movies.tests.factories import MovieFactory
 
@@ -269,7 +269,7 @@ def test_rating_by_a_user_deleted_meanwhile_is_refused_cleanly() -> None:
     movie = MovieFactory.create()
     ghost = User.objects.create(username="ghost")
     User.objects.filter(pk=ghost.pk).delete()  # as if deleted while their request was running
-    with pytest.raises(AuthenticationFailed):
+    with pytest.raises(AccountGone):
         services.rating_set(user=ghost, movie_id=movie.pk, score=5)
     assert aggregate(movie) == (0, 0, None)
     assert not Rating.objects.exists()
