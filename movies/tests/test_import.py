@@ -301,7 +301,7 @@ def test_missing_path_and_bad_errors_file_exit_2(tmp_path: Path) -> None:
 
 
 def test_unknown_format_name_on_the_command_line_exits_2(tmp_path: Path) -> None:
-    env = dict(os.environ)  # pytest.ini's key: settings refuse a weak one outside debug
+    env = dict(os.environ)  # the test key (pyproject.toml's pytest env): settings refuse a weak one outside debug
     result = subprocess.run(
         [sys.executable, "manage.py", "import_movies", str(tmp_path), "--format", "xml"],
         cwd=ROOT,
