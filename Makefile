@@ -87,6 +87,8 @@ check-deploy: $(VENV)/.installed-dev
 image-smoke:
 	bash deploy/image-smoke.sh
 
+# Every bench command makes and reuses its own database on the DATABASE_URL server (bench/bench_db.py): the
+# database DATABASE_URL names need not exist, and no bench writes to it.
 ## make bench-throttle: req/s of one read endpoint with rate limiting off, on Redis and on PostgreSQL, and the ratio
 .PHONY: bench-throttle
 bench-throttle: $(VENV)/.installed-dev
@@ -111,7 +113,7 @@ apt_install = { command -v apt-get >/dev/null && \
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); } || \
 	{ echo "make test needs the packages $(1): install them (Debian/Ubuntu: sudo apt-get install $(1))" >&2; exit 1; }
 
-## make bench-import: import a generated IMDb folder of 200,000 films into an empty database (BENCH_IMPORT_MOVIES=N)
+## make bench-import: import a generated IMDb folder of 200,000 films into its own empty database (BENCH_IMPORT_MOVIES=N)
 .PHONY: bench-import
 bench-import: $(VENV)/.installed-dev
 	$(BIN)/python bench/import_bench.py --movies $${BENCH_IMPORT_MOVIES:-200000}

@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from bench_db import migrate, own_database  # bench/bench_db.py: this script runs as `python bench/import_bench.py`
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "movieapi_bench_import"
@@ -69,27 +70,6 @@ def generate(folder: Path, movies: int, *, seed: int = 6) -> None:
             principals.write(f"{tconst}\t6\tnm{rng.randint(1, people):07d}\tcomposer\t\\N\t\\N\n")
 
 
-def bench_database_url(name: str = BENCH_DB) -> str:
-    base = os.environ.get("DATABASE_URL", "")
-    if not base:
-        sys.path.insert(0, str(ROOT))
-        from movieapi.embedded_db import embedded_database_url
-
-        base = embedded_database_url(ROOT / ".data" / "postgres")
-    return urlunsplit(urlsplit(base)._replace(path="/" + name))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
-    name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
 def run_measured(command: list[str], env: dict[str, str]) -> tuple[int, float, float]:
     """Run a command; its exit code, wall time in seconds and peak RSS in MB."""
     started = time.monotonic()
@@ -110,12 +90,11 @@ def main() -> None:
         started = time.monotonic()
         generate(folder, args.movies)
         print(f"generated {folder} in {time.monotonic() - started:.1f}s")
-    url = bench_database_url(args.database)
-    recreate_database(url)
+    url = own_database(args.database, fresh=True)  # an import into an empty catalogue, every run
     key = os.environ.get("DJANGO_SECRET_KEY") or "bench-secret-key-not-for-production-0123456789abcdefghij"
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SECRET_KEY": key}
     manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--no-input", "-v0"], env=env, check=True)
+    migrate(env)
 
     code, elapsed, peak_mb = run_measured(
         [*manage, "import_movies", str(folder), "--batch-size", str(args.batch_size)], env

@@ -31,9 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from bench_db import migrate, own_database  # bench/bench_db.py: this script runs as `python bench/run.py`
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -108,33 +108,14 @@ def log(message: str) -> None:
     print(f"[bench] {message}", flush=True)
 
 
-def server_url() -> str:
-    base = os.environ.get("DATABASE_URL", "")
-    if base:
-        return base
-    sys.path.insert(0, str(ROOT))
-    from movieapi.embedded_db import embedded_database_url
-
-    return embedded_database_url(ROOT / ".data" / "postgres")
-
-
-def with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
 def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
-def prepare_database(env: dict[str, str], admin_url: str, bench_url: str) -> None:
-    """Create, migrate and fill the bench database unless it already holds exactly MOVIES movies."""
-    # The maintenance database: DATABASE_URL's own database need not exist yet.
-    admin_url = with_db(admin_url, "postgres")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    manage(env, "migrate", "--no-input", "-v0")
+def prepare_database(env: dict[str, str]) -> None:
+    """Migrate and fill the bench database (bench_db.own_database) unless it already holds exactly MOVIES movies."""
+    bench_url = env["DATABASE_URL"]
+    migrate(env)
     with psycopg.connect(bench_url) as conn:
         have = conn.execute("SELECT count(*) FROM movies_movie").fetchone()[0]  # type: ignore[index]
     if have == MOVIES:
@@ -148,10 +129,8 @@ def prepare_database(env: dict[str, str], admin_url: str, bench_url: str) -> Non
         return
     if have:
         log(f"{DB_NAME} holds {have} movies, not {MOVIES}: rebuilding it")
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{DB_NAME}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-        manage(env, "migrate", "--no-input", "-v0")
+        own_database(DB_NAME, fresh=True)
+        migrate(env)
     started = time.monotonic()
     manage(env, "generate_movies", "--count", str(MOVIES), "--seed", str(SEED))
     log(f"generated {MOVIES} movies in {time.monotonic() - started:.0f}s")
@@ -267,8 +246,7 @@ def main() -> int:
             print("wrk is missing: install it (Debian: apt-get install wrk) and rerun.", file=sys.stderr)
             return 2
     RESULTS.mkdir(exist_ok=True)
-    admin_url = server_url()
-    bench_url = with_db(admin_url, DB_NAME)
+    bench_url = own_database(DB_NAME)
     env = {
         **os.environ,
         "DATABASE_URL": bench_url,
@@ -284,7 +262,7 @@ def main() -> int:
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"),
         "PYTHONPATH": str(ROOT),
     }
-    prepare_database(env, admin_url, bench_url)
+    prepare_database(env)
     with psycopg.connect(bench_url) as conn:
         max_id = conn.execute("SELECT max(id) FROM movies_movie").fetchone()[0]  # type: ignore[index]
     env["BENCH_MAX_ID"] = str(max_id)

@@ -32,9 +32,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psycopg
-import psycopg.sql
-from run import server_url, with_db  # bench/run.py: this script runs as `python bench/throttle.py`
+from bench_db import migrate, own_database  # bench/bench_db.py: this script runs as `python bench/throttle.py`
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = os.environ.get("BENCH_THROTTLE_DATABASE", "movieapi_bench_throttle")
@@ -98,16 +96,6 @@ def wrk(url: str) -> tuple[float, int]:
     return float(rate.group(1)), int(bad.group(1)) if bad else 0
 
 
-def own_database() -> str:
-    """This bench's own database on the DATABASE_URL server (or the embedded one), created when missing: the
-    database DATABASE_URL names need not exist, and the bench must not migrate someone's catalogue."""
-    server = server_url()
-    with psycopg.connect(with_db(server, "postgres"), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
-            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DB_NAME)))
-    return with_db(server, DB_NAME)
-
-
 def main() -> None:
     ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="bench-throttle-"))
@@ -134,9 +122,9 @@ def main() -> None:
                 )
             )
             base_env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        base_env["DATABASE_URL"] = own_database()
+        base_env["DATABASE_URL"] = own_database(DB_NAME)
         log(f"migrating {DB_NAME} (as `make run` does) ...")
-        subprocess.run([PYTHON, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=base_env, check=True)
+        migrate(base_env)
 
         urls: dict[str, str] = {}
         for name, overrides in CONFIGS.items():
