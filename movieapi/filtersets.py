@@ -3,9 +3,9 @@ changes.
 
 The list's flow, as DRF's with one value more (movieapi.pagination.ListPlan):
 
-    view.list -> view.filter_plan(queryset)                    (movies.views.PlannedListMixin; DRF: filter_queryset)
-              -> ListPlanFilterBackend.filter_plan(...)         (DRF: DjangoFilterBackend.filter_queryset)
-              -> PlanningFilterSet.filter_plan(queryset)        (django-filter: FilterSet.filter_queryset)
+    view.list -> view.filter_plan(queryset)               (movieapi.lists.PlannedListMixin; DRF: filter_queryset)
+              -> ListPlanFilterBackend.filter_plan(...)    (DRF: DjangoFilterBackend.filter_queryset)
+              -> PlanningFilterSet.filter_plan(queryset)   (django-filter: FilterSet.filter_queryset)
               => ListPlan(queryset, known_count, ...)
               -> view.paginator.paginate_plan(plan, request, view)   (DRF: paginate_queryset)
 """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, cast
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -20,8 +20,9 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from movieapi.errors import PreconditionFailed, PreconditionRequired, ProblemError, problem_for
-from movieapi.filtersets import CachedFormMixin, ListPlanFilterBackend
-from movieapi.pagination import ListPlan, MoviePagination, PageNumberPagination
+from movieapi.filtersets import CachedFormMixin
+from movieapi.lists import PlannedListMixin
+from movieapi.pagination import ListPlan, MoviePagination
 from movieapi.preconditions import (
     ANY,
     ENTITY_TAG_LIST_PATTERN,
@@ -105,38 +106,6 @@ class GenreFilters(CachedFormMixin, GenreFilterSet):
 
 class PagingOnlyFilters(CachedFormMixin, PagingOnlyFilterSet):
     """PagingOnlyFilterSet with its form class built once per process."""
-
-
-class PlannedListMixin(generics.GenericAPIView):
-    """A list whose filter step hands the paginator a ListPlan (`filter_plan`, `paginate_plan`).
-
-    Only the list filters: a detail, PATCH or DELETE names its object by id, and a list parameter there (`search`)
-    would turn it into a 404.
-    """
-
-    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        """The queryset as it is: the list filters through `filter_plan`, other actions not at all."""
-        return queryset
-
-    def filter_plan(self, queryset: QuerySet[Any]) -> ListPlan:
-        """The list's filter step: each filter backend's work, with what a ListPlanFilterBackend learned."""
-        plan = ListPlan(queryset)
-        for backend in (backend_class() for backend_class in self.filter_backends):
-            if isinstance(backend, ListPlanFilterBackend):
-                plan = backend.filter_plan(self.request, plan.queryset, self)
-            else:
-                plan = ListPlan(backend.filter_queryset(self.request, plan.queryset, self))
-        return plan
-
-    @property
-    def list_paginator(self) -> PageNumberPagination:
-        """The paginator, which takes plans (DRF's `paginator` is typed for any pagination class)."""
-        return cast(PageNumberPagination, self.paginator)
-
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """ListModelMixin.list with the plan handed to the paginator whole."""
-        page = self.list_paginator.paginate_plan(self.filter_plan(self.get_queryset()), request, view=self)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
 
 class MoviePages(MoviePagination):
