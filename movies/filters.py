@@ -21,18 +21,8 @@ from drf_spectacular.utils import extend_schema_field
 from movieapi.fields import PG_BIGINT_MAX, PY_WHITESPACE
 from movieapi.pagination import count_by_estimate, known_count
 from movies import selectors
-from movies.models import (
-    DB_MAX_YEAR,
-    MAX_GENRES,
-    MAX_RUNTIME,
-    SLUG_RE,
-    CastMember,
-    Genre,
-    Movie,
-    Person,
-    unaccented,
-    words_of,
-)
+from movies.models import CastMember, Genre, Movie, Person, unaccented, words_of
+from movies.rules import DB_MAX_YEAR, MAX_GENRES, MAX_RUNTIME, SLUG_RE
 from movies.sql import (
     IDS_IN_ORDER_SQL,
     NAME_SEARCH_CONFIG,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime
 import functools
 import gzip
 import io
@@ -32,33 +31,33 @@ import psycopg
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils.text import slugify
 
-from movies.models import (
+from movies.models import CastMember, Movie, Person
+from movies.rules import (
     CURATOR,
+    IMDB_ID_LENGTH,
     IMDB_NAME_RE,
     IMDB_TITLE_RE,
+    MAX_CAST,
+    MAX_CHARACTER_LENGTH,
+    MAX_DIRECTORS,
     MAX_GENRES,
+    MAX_NAME_LENGTH,
+    MAX_OVERVIEW_LENGTH,
     MAX_RUNTIME,
-    MAX_YEAR_AHEAD,
+    MAX_SLUG_LENGTH,
+    MAX_TITLE_LENGTH,
     MIN_YEAR,
     PROVENANCE_FIELDS,
+    RELATION_FIELDS,
+    SCALAR_FIELDS,
     SLUG_RE,
-    CastMember,
-    Movie,
-    Person,
+    max_year,
 )
 
 FORMATS = ("auto", "json", "jsonl", "csv", "imdb", "movielens")
-CSV_COLUMNS = ("title", "year", "runtime", "overview", "imdb_id", "genres", "directors", "cast")
+CSV_COLUMNS = (*SCALAR_FIELDS, *RELATION_FIELDS)
 # A CSV file may also carry the exporting catalogue's `id` of each row (see MovieRecord.row_id).
 CSV_READ_COLUMNS = ("id", *CSV_COLUMNS)
-MAX_TITLE = 500
-MAX_OVERVIEW = 20000
-MAX_NAME = 300
-MAX_CHARACTER = 500
-MAX_DIRECTORS = 50
-MAX_CAST = 500
-SCALARS = ("title", "year", "runtime", "overview", "imdb_id")
-RELATIONS = ("genres", "directors", "cast")
 
 # IMDb and MovieLens genre names that differ from our slugs; any other name becomes a genre of its own.
 EXTERNAL_GENRES = {
@@ -156,10 +155,6 @@ class MovieRecord:
 # ---- validation --------------------------------------------------------------------------------
 
 
-def max_year() -> int:
-    return datetime.date.today().year + MAX_YEAR_AHEAD
-
-
 def clean_text(value: Any, name: str, *, max_length: int, required: bool = False, strip: bool = True) -> str:
     """Text PostgreSQL can store: integers become text, NUL bytes and undecodable bytes are refused."""
     if type(value) is not str:
@@ -226,7 +221,7 @@ def clean_int(value: Any, name: str, *, low: int, high: int, required: bool = Fa
 def clean_imdb_id(value: Any, name: str, pattern: re.Pattern[str], prefix: str) -> str | None:
     if value is None or value == "":
         return None
-    text = clean_text(value, name, max_length=16).lower()
+    text = clean_text(value, name, max_length=IMDB_ID_LENGTH).lower()
     if not text:
         return None
     if not pattern.match(text):
@@ -249,7 +244,7 @@ def clean_genres(value: Any) -> list[str]:
         raise RowRejected("genres", f"must be a list of genre slugs, not {type(value).__name__}")
     slugs: list[str] = []
     for item in value:
-        text = clean_text(item, "genres", max_length=50)
+        text = clean_text(item, "genres", max_length=MAX_SLUG_LENGTH)
         if not text:
             continue
         slug = _slug(text)
@@ -268,10 +263,10 @@ def clean_person(value: Any, name: str) -> PersonRef:
         value = value["person"]
     if isinstance(value, Mapping):
         return PersonRef(
-            clean_text(value.get("name"), f"{name}.name", max_length=MAX_NAME, required=True),
+            clean_text(value.get("name"), f"{name}.name", max_length=MAX_NAME_LENGTH, required=True),
             clean_imdb_id(value.get("imdb_id"), f"{name}.imdb_id", _NAME_ID, "nm"),
         )
-    return PersonRef(clean_text(value, name, max_length=MAX_NAME, required=True))
+    return PersonRef(clean_text(value, name, max_length=MAX_NAME_LENGTH, required=True))
 
 
 def _people_list(value: Any, name: str) -> list[Any]:
@@ -309,7 +304,7 @@ def clean_cast(value: Any) -> list[tuple[PersonRef, str]]:
         cast.append(
             (
                 clean_person(item, f"cast[{index}]"),
-                clean_text(character, f"cast[{index}].character", max_length=MAX_CHARACTER),
+                clean_text(character, f"cast[{index}].character", max_length=MAX_CHARACTER_LENGTH),
             )
         )
     if len(cast) > MAX_CAST:
@@ -330,14 +325,14 @@ def validate_movie(raw: Any, *, file: str, line: int) -> MovieRecord:
     """Turn one input object into a MovieRecord, or raise RowRejected naming the first bad field."""
     if not isinstance(raw, Mapping):
         raise RowRejected("-", f"expected an object, got {type(raw).__name__}")
-    present = frozenset(name for name in (*SCALARS, *RELATIONS) if name in raw)
+    present = frozenset(name for name in (*SCALAR_FIELDS, *RELATION_FIELDS) if name in raw)
     return MovieRecord(
         file=file,
         line=line,
-        title=clean_text(raw.get("title"), "title", max_length=MAX_TITLE, required=True),
+        title=clean_text(raw.get("title"), "title", max_length=MAX_TITLE_LENGTH, required=True),
         year=clean_int(raw.get("year"), "year", low=MIN_YEAR, high=max_year(), required=True),  # type: ignore[arg-type]
         runtime=clean_int(raw.get("runtime"), "runtime", low=1, high=MAX_RUNTIME),
-        overview=clean_text(raw.get("overview"), "overview", max_length=MAX_OVERVIEW, strip=False),
+        overview=clean_text(raw.get("overview"), "overview", max_length=MAX_OVERVIEW_LENGTH, strip=False),
         imdb_id=clean_imdb_id(raw.get("imdb_id"), "imdb_id", _TITLE_ID, "tt"),
         genres=clean_genres(raw.get("genres")),
         directors=clean_directors(raw.get("directors")),
@@ -848,7 +843,7 @@ class ImdbSource(Source):
                     and "\\" not in characters
                     and "\x00" not in characters
                     and '"' not in (character := characters[2:-2])
-                    and len(character) <= MAX_CHARACTER
+                    and len(character) <= MAX_CHARACTER_LENGTH
                 ):  # the common case, ["One name"] in ASCII: nothing to decode, check or escape
                     character = character.strip()
                 else:
@@ -874,7 +869,7 @@ class ImdbSource(Source):
             if not isinstance(names, list) or not all(isinstance(item, str) for item in names):
                 raise RowRejected("characters", f"not a JSON array of names: {value[:40]!r}")
             text = " / ".join(names)
-        return clean_text(text, "characters", max_length=MAX_CHARACTER)
+        return clean_text(text, "characters", max_length=MAX_CHARACTER_LENGTH)
 
     def _name_lines(self, report: Callable[[RowError], None], progress: Progress) -> Iterator[str]:
         """imp_names rows (nconst, name) from name.basics."""
@@ -882,7 +877,7 @@ class ImdbSource(Source):
         file, name_at = self.names.path.name, self.names.col["primaryName"]
         for line, row, nconst in self._rows(self.names, "nconst", report, progress):
             try:
-                name = clean_text(_null(row[name_at]), "primaryName", max_length=MAX_NAME, required=True)
+                name = clean_text(_null(row[name_at]), "primaryName", max_length=MAX_NAME_LENGTH, required=True)
             except RowRejected as exc:
                 report(RowError(file, line, exc.field, exc.reason))
                 continue
@@ -1331,7 +1326,7 @@ class BatchWriter:
                 [
                     [row[0] for row, _ in plans],
                     [row[1] for row, _ in plans],
-                    *([plan.values[name] for _, plan in plans] for name in SCALARS),
+                    *([plan.values[name] for _, plan in plans] for name in SCALAR_FIELDS),
                     [json.dumps(plan.sources) for _, plan in plans],
                     [int(plan.bump) for _, plan in plans],
                 ],
@@ -1408,7 +1403,7 @@ class BatchWriter:
         high as the one that set it; a source ranking higher takes the field over even when the value is equal
         (unless the row is this catalogue's own export: claim_equal False), so no lower source can change it."""
         _, _, *scalars, owners = row
-        values = dict(zip(SCALARS, scalars, strict=True))
+        values = dict(zip(SCALAR_FIELDS, scalars, strict=True))
         sources = dict(owners)
         bump = False
         rank, origin = self.rank, self.source.origin
@@ -1425,7 +1420,7 @@ class BatchWriter:
                 sources[field_name] = origin
             return differs
 
-        for field_name in SCALARS:
+        for field_name in SCALAR_FIELDS:
             new = getattr(record, field_name)
             if take(field_name, new != values[field_name]):
                 values[field_name] = new

@@ -25,9 +25,8 @@ from movieapi.errors import ProblemError, VersionConflict
 from movieapi.postgres.prepared import prepared_cursor
 from movies import selectors
 from movies import sql as sql_texts
-from movies.models import CURATOR, CastMember, Genre, Movie, Person, Rating
-
-SCALAR_FIELDS = ("title", "year", "runtime", "overview", "imdb_id")
+from movies.models import CastMember, Genre, Movie, Person, Rating
+from movies.rules import CURATOR, SCALAR_FIELDS
 
 
 @dataclass(frozen=True)
