@@ -31,6 +31,7 @@ import psycopg
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils.text import slugify
 
+from movies import services
 from movies.models import CastMember, Movie, Person
 from movies.rules import (
     CURATOR,
@@ -1294,45 +1295,18 @@ class BatchWriter:
             if plan.bump or plan.sources != row[7]:
                 plans.append((row, plan))
 
-        movie_ids: dict[int, int] = {}
-        if new:
-            cursor.execute(
-                "INSERT INTO movies_movie (title, year, runtime, overview, imdb_id, field_sources, version,"
-                " rating_count, rating_sum, created_at, updated_at)"
-                " SELECT t, y, r, o, i, s::jsonb, 1, 0, 0, now(), now()"
-                " FROM unnest(%b::text[], %b::int[], %b::int[], %b::text[], %b::text[], %b::text[])"
-                " WITH ORDINALITY AS v(t, y, r, o, i, s, n) ORDER BY n RETURNING id",
-                [
-                    [r.title for r in new],
-                    [r.year for r in new],
-                    [r.runtime for r in new],
-                    [r.overview for r in new],
-                    [r.imdb_id for r in new],
-                    [json.dumps(self._new_sources(r)) for r in new],
-                ],
-            )
-            # INSERT ... SELECT ... ORDER BY returns the rows in that order (the ids come from one sequence, in it).
-            created = sorted(pk for (pk,) in cursor.fetchall())
-            for record, pk in zip(new, created, strict=True):
-                movie_ids[id(record)] = pk
-            counts.created = len(new)
+        written = services.movie_import_batch(
+            cursor=cursor,
+            created=[(record, self._new_sources(record)) for record in new],
+            changed=[
+                services.MovieImportChange(row[0], row[1], plan.values, plan.sources, plan.bump) for row, plan in plans
+            ],
+        )
+        if written.changed != len(plans):
+            raise BatchConflict
+        movie_ids = {id(record): pk for record, pk in zip(new, written.created, strict=True)}
+        counts.created = len(new)
         if plans:
-            cursor.execute(
-                "UPDATE movies_movie AS m SET title = v.t, year = v.y, runtime = v.r, overview = v.o,"
-                " imdb_id = v.i, field_sources = v.s::jsonb, version = m.version + v.b,"
-                " updated_at = CASE WHEN v.b = 1 THEN now() ELSE m.updated_at END"
-                " FROM unnest(%b::bigint[], %b::int[], %b::text[], %b::int[], %b::int[], %b::text[], %b::text[],"
-                " %b::text[], %b::int[]) AS v(id, ver, t, y, r, o, i, s, b) WHERE m.id = v.id AND m.version = v.ver",
-                [
-                    [row[0] for row, _ in plans],
-                    [row[1] for row, _ in plans],
-                    *([plan.values[name] for _, plan in plans] for name in SCALAR_FIELDS),
-                    [json.dumps(plan.sources) for _, plan in plans],
-                    [int(plan.bump) for _, plan in plans],
-                ],
-            )
-            if cursor.rowcount != len(plans):
-                raise BatchConflict
             for name, table in (
                 ("genres", self.genres_table),
                 ("directors", self.directors_table),
