@@ -87,7 +87,7 @@ class Person(models.Model):
             # accent-blind (migration 0008).
             GinIndex(words_of(F("name"), NAME_SEARCH_CONFIG), name="person_name_search"),
             GinIndex(OpClass(unaccented(F("name")), name="gin_trgm_ops"), name="person_name_trgm"),
-            # The importers find a person without an IMDb id by their name, normalised (movies/importers.py).
+            # The importers find a person without an IMDb id by their name, normalised (movies/importers/matching.py).
             models.Index(match_key("name"), name="person_name_key"),
         ]
 
@@ -166,7 +166,7 @@ class Movie(models.Model):
             models.Index(Lower("title"), name="movie_title_lower"),
             # Typos (movies/sql.py TYPO_MATCH_SQL): the unaccented title's trigrams (migration 0008).
             GinIndex(OpClass(unaccented(F("title")), name="gin_trgm_ops"), name="movie_title_trgm"),
-            # A row without an IMDb id finds its movie by normalised title and year (movies/importers.py).
+            # A row without an IMDb id finds its movie by normalised title and year (movies/importers/matching.py).
             models.Index(match_key("title"), "year", name="movie_title_key_year"),
             # The title words alone (movies/sql.py TITLE_MATCH_SQL): a search's candidates are its title matches
             # first, so a word in many overviews cannot crowd a title out of the ranking (migrations 0005, 0008).
