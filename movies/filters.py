@@ -22,18 +22,8 @@ from movieapi.fields import PG_BIGINT_MAX, PY_WHITESPACE
 from movieapi.filtersets import PlanningFilterSet
 from movieapi.pagination import ListPlan
 from movies import selectors
-from movies.models import (
-    DB_MAX_YEAR,
-    MAX_GENRES,
-    MAX_RUNTIME,
-    SLUG_RE,
-    CastMember,
-    Genre,
-    Movie,
-    Person,
-    unaccented,
-    words_of,
-)
+from movies.models import CastMember, Genre, Movie, Person, unaccented, words_of
+from movies.rules import DB_MAX_YEAR, MAX_GENRES, MAX_RUNTIME, SLUG_RE
 from movies.sql import (
     IDS_IN_ORDER_SQL,
     NAME_SEARCH_CONFIG,

@@ -1,7 +1,7 @@
 """The catalogue: movies, genres, people, credits and users' ratings.
 
 PostgreSQL enforces every rule that must always hold (checks, uniqueness, foreign keys);
-serializers and services repeat them with friendly messages.
+the bounds live in movies/rules.py, which serializers, the admin and the importers read too.
 """
 
 from __future__ import annotations
@@ -15,21 +15,21 @@ from django.db import models
 from django.db.models import Case, F, Func, Q, Value, When
 from django.db.models.functions import Cast, Lower, Round
 
+from movies.rules import (
+    DB_MAX_YEAR,
+    IMDB_ID_LENGTH,
+    IMDB_NAME_RE,
+    IMDB_TITLE_RE,
+    MAX_CHARACTER_LENGTH,
+    MAX_GENRE_NAME_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_RUNTIME,
+    MAX_SLUG_LENGTH,
+    MAX_TITLE_LENGTH,
+    MIN_YEAR,
+    SLUG_RE,
+)
 from movies.sql import NAME_SEARCH_CONFIG, OVERVIEW_SEARCH_CONFIG, TITLE_SEARCH_CONFIG, UNACCENT_FUNCTION
-
-MIN_YEAR = 1888
-MAX_YEAR_AHEAD = 5
-# The database ceiling for `year`; the API's own rule (this year + 5) is stricter and moves with time.
-DB_MAX_YEAR = 2200
-MAX_RUNTIME = 60000
-MAX_GENRES = 10
-IMDB_TITLE_RE = r"^tt[0-9]{7,}$"
-IMDB_NAME_RE = r"^nm[0-9]{7,}$"
-SLUG_RE = r"^[a-z0-9]+(-[a-z0-9]+)*$"
-# The fields of a movie whose source `Movie.field_sources` remembers (README: docs/loading-data.md).
-PROVENANCE_FIELDS = ("title", "year", "runtime", "overview", "imdb_id", "genres", "directors", "cast")
-# What a curator writes through the API or the admin: above every import source.
-CURATOR = "curator"
 
 
 def match_key(expression: str) -> Func:
@@ -51,8 +51,8 @@ def words_of(expression: Any, config: str) -> Func:
 
 
 class Genre(models.Model):
-    slug = models.SlugField(max_length=50, unique=True)
-    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=MAX_SLUG_LENGTH, unique=True)
+    name = models.CharField(max_length=MAX_GENRE_NAME_LENGTH, unique=True)
 
     class Meta:
         ordering = ["slug"]
@@ -66,8 +66,8 @@ class Genre(models.Model):
 
 
 class Person(models.Model):
-    name = models.CharField(max_length=300)
-    imdb_id = models.CharField(max_length=16, null=True, blank=True)  # unique: Meta.constraints
+    name = models.CharField(max_length=MAX_NAME_LENGTH)
+    imdb_id = models.CharField(max_length=IMDB_ID_LENGTH, null=True, blank=True)  # unique: Meta.constraints
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -87,7 +87,7 @@ class Person(models.Model):
             # accent-blind (migration 0008).
             GinIndex(words_of(F("name"), NAME_SEARCH_CONFIG), name="person_name_search"),
             GinIndex(OpClass(unaccented(F("name")), name="gin_trgm_ops"), name="person_name_trgm"),
-            # The importers find a person without an IMDb id by their name, normalised (movies/importers.py).
+            # The importers find a person without an IMDb id by their name, normalised (movies/importers/matching.py).
             models.Index(match_key("name"), name="person_name_key"),
         ]
 
@@ -96,11 +96,11 @@ class Person(models.Model):
 
 
 class Movie(models.Model):
-    title = models.CharField(max_length=500)
+    title = models.CharField(max_length=MAX_TITLE_LENGTH)
     year = models.SmallIntegerField()
     runtime = models.IntegerField(null=True, blank=True, help_text="Minutes")
     overview = models.TextField(blank=True, default="")
-    imdb_id = models.CharField(max_length=16, null=True, blank=True)  # unique: Meta.constraints
+    imdb_id = models.CharField(max_length=IMDB_ID_LENGTH, null=True, blank=True)  # unique: Meta.constraints
     genres = models.ManyToManyField(Genre, related_name="movies", blank=True)
     directors = models.ManyToManyField(Person, related_name="directed_movies", blank=True)
     version = models.PositiveIntegerField(default=1, editable=False)
@@ -166,7 +166,7 @@ class Movie(models.Model):
             models.Index(Lower("title"), name="movie_title_lower"),
             # Typos (movies/sql.py TYPO_MATCH_SQL): the unaccented title's trigrams (migration 0008).
             GinIndex(OpClass(unaccented(F("title")), name="gin_trgm_ops"), name="movie_title_trgm"),
-            # A row without an IMDb id finds its movie by normalised title and year (movies/importers.py).
+            # A row without an IMDb id finds its movie by normalised title and year (movies/importers/matching.py).
             models.Index(match_key("title"), "year", name="movie_title_key_year"),
             # The title words alone (movies/sql.py TITLE_MATCH_SQL): a search's candidates are its title matches
             # first, so a word in many overviews cannot crowd a title out of the ranking (migrations 0005, 0008).
@@ -183,7 +183,7 @@ class CastMember(models.Model):
     # No single-column FK indexes: (movie, order) and (person, movie) below serve both lookups.
     movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="cast", db_index=False)
     person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="roles", db_index=False)
-    character = models.CharField(max_length=500, blank=True, default="")
+    character = models.CharField(max_length=MAX_CHARACTER_LENGTH, blank=True, default="")
     order = models.PositiveSmallIntegerField()
 
     class Meta:

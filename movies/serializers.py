@@ -16,27 +16,25 @@ from rest_framework.validators import UniqueValidator
 
 from movieapi.fields import DistinctListField, StrictCharField, StrictIntegerField, StrictSerializerMixin
 from movies import services
-from movies.models import (
+from movies.models import Genre, Movie, Person
+from movies.rules import (
+    IMDB_ID_LENGTH,
     IMDB_NAME_RE,
     IMDB_TITLE_RE,
+    MAX_CAST,
+    MAX_CHARACTER_LENGTH,
+    MAX_DIRECTORS,
+    MAX_GENRE_NAME_LENGTH,
     MAX_GENRES,
+    MAX_NAME_LENGTH,
+    MAX_OVERVIEW_LENGTH,
     MAX_RUNTIME,
-    MAX_YEAR_AHEAD,
+    MAX_SLUG_LENGTH,
+    MAX_TITLE_LENGTH,
     MIN_YEAR,
     SLUG_RE,
-    Genre,
-    Movie,
-    Person,
+    max_year,
 )
-
-MAX_CAST = 500
-MAX_DIRECTORS = 50
-
-
-def max_year() -> int:
-    """The latest release year the API accepts: this year + 5."""
-    return datetime.date.today().year + MAX_YEAR_AHEAD
-
 
 # ---- reads -------------------------------------------------------------------------------------
 
@@ -231,7 +229,7 @@ class ChangeRequiredMixin:
 
 class CastWriteSerializer(WholeWhenNestedMixin, StrictSerializerMixin, serializers.Serializer):
     person = StrictIntegerField(min_value=1, help_text="A person id.")
-    character = StrictCharField(max_length=500, allow_blank=True, required=False, default="")
+    character = StrictCharField(max_length=MAX_CHARACTER_LENGTH, allow_blank=True, required=False, default="")
 
 
 class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serializers.Serializer):
@@ -246,19 +244,22 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
     # After `save()` of an update: the movie's representation row when the write read it (services.MovieWritten).
     written_row: tuple[Any, ...] | None = None
 
-    title = StrictCharField(min_length=1, max_length=500)
+    title = StrictCharField(min_length=1, max_length=MAX_TITLE_LENGTH)
     # The ceiling moves with the calendar: a callable limit, which the schema states as of the day it is generated.
     year = StrictIntegerField(min_value=MIN_YEAR, validators=[MaxValueValidator(max_year)])
     runtime = StrictIntegerField(min_value=1, max_value=MAX_RUNTIME, required=False, allow_null=True)
-    overview = StrictCharField(required=False, allow_blank=True, max_length=20000, trim_whitespace=False)
+    overview = StrictCharField(required=False, allow_blank=True, max_length=MAX_OVERVIEW_LENGTH, trim_whitespace=False)
     imdb_id = StrictCharField(
         required=False,
         allow_null=True,
-        max_length=16,
+        max_length=IMDB_ID_LENGTH,
         validators=[RegexValidator(IMDB_TITLE_RE, "An IMDb id is 'tt' followed by 7 or more digits.")],
     )
     genres = DistinctListField(
-        child=StrictCharField(max_length=50), required=False, max_length=MAX_GENRES, help_text="Genre slugs."
+        child=StrictCharField(max_length=MAX_SLUG_LENGTH),
+        required=False,
+        max_length=MAX_GENRES,
+        help_text="Genre slugs.",
     )
     directors = DistinctListField(
         child=StrictIntegerField(min_value=1), required=False, max_length=MAX_DIRECTORS, help_text="Person ids."
@@ -362,14 +363,14 @@ class GenreSerializer(ChangeRequiredMixin, StrictSerializerMixin, serializers.Mo
     read_only_input = frozenset({"id"})
 
     slug = StrictCharField(
-        max_length=50,
+        max_length=MAX_SLUG_LENGTH,
         validators=[
             RegexValidator(SLUG_RE, "Lower-case letters and digits, words joined by single hyphens."),
             UniqueValidator(queryset=Genre.objects.all(), message="A genre with this slug exists."),
         ],
     )
     name = StrictCharField(
-        max_length=100,
+        max_length=MAX_GENRE_NAME_LENGTH,
         validators=[UniqueValidator(queryset=Genre.objects.all(), message="A genre with this name exists.")],
     )
 
@@ -381,11 +382,11 @@ class GenreSerializer(ChangeRequiredMixin, StrictSerializerMixin, serializers.Mo
 class PersonSerializer(ChangeRequiredMixin, StrictSerializerMixin, serializers.ModelSerializer):
     read_only_input = frozenset({"id", "directed", "roles"})
 
-    name = StrictCharField(max_length=300)
+    name = StrictCharField(max_length=MAX_NAME_LENGTH)
     imdb_id = StrictCharField(
         required=False,
         allow_null=True,
-        max_length=16,
+        max_length=IMDB_ID_LENGTH,
         validators=[
             RegexValidator(IMDB_NAME_RE, "An IMDb person id is 'nm' followed by 7 or more digits."),
             UniqueValidator(queryset=Person.objects.all(), message="Another person has this IMDb id."),

@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 import psycopg.errors
 from django.contrib.auth import get_user_model
@@ -24,9 +24,8 @@ from movieapi.postgres.prepared import prepared_cursor
 from movies import selectors
 from movies import sql as sql_texts
 from movies.errors import AccountGone, ImdbIdTaken, MovieNotFound, RatingNotFound, StillReferenced, VersionConflict
-from movies.models import CURATOR, CastMember, Genre, Movie, Person, Rating
-
-SCALAR_FIELDS = ("title", "year", "runtime", "overview", "imdb_id")
+from movies.models import CastMember, Genre, Movie, Person, Rating
+from movies.rules import CURATOR, SCALAR_FIELDS
 
 
 @dataclass(frozen=True)
@@ -140,17 +139,50 @@ def _movie_field(name: str) -> Field[Any, Any]:
     return field
 
 
+# The time a versioned write records in `updated_at`.
+_WRITE_TIME = "statement_timestamp()"
+
+
+def _versioned_update_sql(
+    values: Sequence[tuple[str, str]], *, field_sources: str | None, bump: str | None = None, rows: str = ""
+) -> str:
+    """`UPDATE movies_movie SET <values>, field_sources, version + 1, updated_at WHERE id AND version`: the text of
+    every versioned write, of one movie or of an import's batch, so that the rules of its SET clause live here once.
+
+    values pairs each field with the SQL of its new value; field_sources is the SQL of the new provenance (None: left
+    as it is). One movie (rows empty): the parameters are the values', then the id and the expected version, and the
+    version goes up. A batch: rows is a FROM item `v` with the columns `id` and `expected_version`, and bump the
+    SQL of each row's 1 or 0 (0: the row records provenance only, so neither the version nor updated_at moves).
+    """
+    quote = connection.ops.quote_name
+    table = quote(Movie._meta.db_table)
+    sets = [f"{quote(_movie_field(name).column)} = {value}" for name, value in values]
+    if field_sources is not None:
+        sets.append(f"field_sources = {field_sources}")
+    if bump is None:
+        sets += ["version = version + 1", f"updated_at = {_WRITE_TIME}"]
+    else:
+        sets += [
+            f"version = version + {bump}",
+            f"updated_at = CASE WHEN {bump} = 1 THEN {_WRITE_TIME} ELSE updated_at END",
+        ]
+    if not rows:
+        return f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s AND version = %s"  # noqa: S608 (model metadata only)
+    return (
+        f"UPDATE {table} SET {', '.join(sets)} FROM {rows}"  # noqa: S608 (model metadata and the caller's constant SQL)
+        f" WHERE {table}.id = v.id AND {table}.version = v.expected_version"
+    )
+
+
 @functools.cache
 def _conditional_update_sql(names: tuple[str, ...], claims: tuple[str, ...] = ()) -> str:
-    """`UPDATE … SET <names>, field_sources, version + 1, updated_at WHERE id AND version`: one text per set of
-    fields and of claims (the curator's provenance is a constant of the text: no parameter, no extra statement)."""
-    meta, quote = Movie._meta, connection.ops.quote_name
-    sets = [f"{quote(_movie_field(name).column)} = %s" for name in names]
+    """The versioned write of one movie, one text per set of fields and of claims (the curator's provenance is a
+    constant of the text: no parameter, no extra statement)."""
+    sources = None
     if claims:
-        sources = json.dumps(dict.fromkeys(claims, CURATOR)).replace("'", "''")  # field names only
-        sets.append(f"field_sources = field_sources || '{sources}'::jsonb")
-    sets += ["version = version + 1", "updated_at = statement_timestamp()"]
-    return f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE id = %s AND version = %s"  # noqa: S608 (model metadata only)
+        claimed = json.dumps(dict.fromkeys(claims, CURATOR)).replace("'", "''")  # field names only
+        sources = f"field_sources || '{claimed}'::jsonb"
+    return _versioned_update_sql([(name, "%s") for name in names], field_sources=sources)
 
 
 def _conditional_update(
@@ -168,6 +200,103 @@ def _conditional_update(
         cursor.execute(sql_texts.represented_update_sql(sql), [*values, movie_id, expected_version])
         row: tuple[Any, ...] | None = cursor.fetchone()
         return row is not None, row
+
+
+# ---- imports ------------------------------------------------------------------------------------
+
+
+class ImportedValues(Protocol):
+    """A new movie's scalar values as an import read them (the importers' MovieRecord)."""
+
+    title: str
+    year: int
+    runtime: int | None
+    overview: str
+    imdb_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MovieImportChange:
+    """A movie an import changes: the version it read (and locked), its scalar values and provenance after the
+    change; bump False when only the provenance changes (a higher source claims equal values): no new version."""
+
+    movie_id: int
+    expected_version: int
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+    bump: bool
+
+
+@dataclass(frozen=True)
+class MovieImportWritten:
+    """What an import batch wrote: the new movies' ids, in the order given, and how many changes found their
+    movie at the version they read."""
+
+    created: list[int]
+    changed: int
+
+
+# The PostgreSQL types of SCALAR_FIELDS, for the arrays a batch sends them in.
+_SCALAR_TYPES = {"title": "text", "year": "int", "runtime": "int", "overview": "text", "imdb_id": "text"}
+
+
+@functools.cache
+def _import_update_sql() -> str:
+    """The versioned write of a batch of movies: one row per change in `v`, from arrays (binary parameters)."""
+    arrays = ", ".join(f"%b::{_SCALAR_TYPES[name]}[]" for name in SCALAR_FIELDS)
+    return _versioned_update_sql(
+        [(name, f"v.{name}") for name in SCALAR_FIELDS],
+        field_sources="v.field_sources::jsonb",
+        bump="v.bump",
+        rows=f"unnest(%b::bigint[], %b::int[], {arrays}, %b::text[], %b::int[])"
+        f" AS v(id, expected_version, {', '.join(SCALAR_FIELDS)}, field_sources, bump)",
+    )
+
+
+def movie_import_batch(
+    *,
+    cursor: psycopg.Cursor[Any],
+    created: Sequence[tuple[ImportedValues, Mapping[str, str]]],
+    changed: Sequence[MovieImportChange],
+) -> MovieImportWritten:
+    """Write the movie rows of an import's batch in the caller's transaction, one statement each: the new movies
+    (values, provenance) at version 1, and the changes as versioned writes of rows the caller has locked.
+
+    A change whose movie is no longer at the version read is not written (`changed` counts the others): the caller
+    then rolls the batch back. The relations are the caller's, on the same cursor (COPY).
+    """
+    created_ids: list[int] = []
+    if created:
+        cursor.execute(
+            "INSERT INTO movies_movie (title, year, runtime, overview, imdb_id, field_sources, version,"
+            " rating_count, rating_sum, created_at, updated_at)"
+            " SELECT t, y, r, o, i, s::jsonb, 1, 0, 0, now(), now()"
+            " FROM unnest(%b::text[], %b::int[], %b::int[], %b::text[], %b::text[], %b::text[])"
+            " WITH ORDINALITY AS v(t, y, r, o, i, s, n) ORDER BY n RETURNING id",
+            [
+                [values.title for values, _ in created],
+                [values.year for values, _ in created],
+                [values.runtime for values, _ in created],
+                [values.overview for values, _ in created],
+                [values.imdb_id for values, _ in created],
+                [json.dumps(sources) for _, sources in created],
+            ],
+        )
+        # INSERT ... SELECT ... ORDER BY returns the rows in that order (the ids come from one sequence, in it).
+        created_ids = sorted(pk for (pk,) in cursor.fetchall())
+    if not changed:
+        return MovieImportWritten(created=created_ids, changed=0)
+    cursor.execute(
+        _import_update_sql(),
+        [
+            [change.movie_id for change in changed],
+            [change.expected_version for change in changed],
+            *([change.values[name] for change in changed] for name in SCALAR_FIELDS),
+            [json.dumps(change.sources) for change in changed],
+            [int(change.bump) for change in changed],
+        ],
+    )
+    return MovieImportWritten(created=created_ids, changed=cursor.rowcount)
 
 
 def movie_delete(*, movie_id: int, expected_version: int | None = None) -> None:

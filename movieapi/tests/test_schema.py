@@ -73,7 +73,7 @@ def test_public_reads_document_optional_auth_and_every_status(schema: dict) -> N
 
 
 def test_paging_and_filters_state_their_bounds(schema: dict) -> None:
-    from movies.models import DB_MAX_YEAR, MAX_RUNTIME
+    from movies.rules import DB_MAX_YEAR, MAX_RUNTIME
 
     movies = schema["paths"]["/api/v1/movies/"]["get"]
     assert _parameter(movies, "page")["schema"] == {"type": "integer", "minimum": 1, "maximum": 999999999}
@@ -90,7 +90,7 @@ def test_paging_and_filters_state_their_bounds(schema: dict) -> None:
 
 
 def test_request_bodies_are_closed_and_bounded(schema: dict) -> None:
-    from movies.serializers import max_year
+    from movies.rules import max_year
 
     components = schema["components"]["schemas"]
     movie = components["MovieWriteRequest"]

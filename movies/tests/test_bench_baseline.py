@@ -22,7 +22,8 @@ from knox.settings import CONSTANTS
 from rest_framework.test import APIClient
 
 from movieapi.authentication import _token_query
-from movies.models import MAX_RUNTIME, Movie
+from movies.models import Movie
+from movies.rules import MAX_RUNTIME
 from movies.services import _conditional_update_sql
 from movies.sql import represented_update_sql
 

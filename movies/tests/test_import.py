@@ -653,7 +653,7 @@ def test_imdb_text_with_backslashes_tabs_and_accents_is_stored_as_written(tmp_pa
 
 def test_imdb_people_are_created_for_the_credits_kept_only(tmp_path: Path) -> None:
     """A cast beyond MAX_CAST is cut, and the people of the credits cut are not created."""
-    from movies.importers import MAX_CAST
+    from movies.rules import MAX_CAST
 
     count = MAX_CAST + 2
     folder = write_imdb(
