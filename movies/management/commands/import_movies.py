@@ -1,7 +1,7 @@
 """`manage.py import_movies PATH`: load movies (ours, IMDb TSV, MovieLens) in bulk, idempotently.
 
 Exit codes: 0 every row loaded, 1 some rows rejected or ambiguous (listed on stderr and in --errors), 2 the input
-could not be used at all. See README, "Loading data", and movies/importers.py.
+could not be used at all. See docs/loading-data.md and movies/importers.py.
 """
 
 from __future__ import annotations
