@@ -25,7 +25,7 @@ def _cpus() -> int:
 # HOST=0.0.0.0 in the image; locally only this machine can connect.
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # Sync workers, two per CPU: measured against gthread (2 workers x 4 threads) on GET /movies/{id}/,
-# sync served more requests per second with a lower p99 (README, Operations). Request handling
+# sync served more requests per second with a lower p99 (docs/decisions.md). Request handling
 # here is CPU-bound Python, where threads share one GIL, and nginx in front buffers slow clients.
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, _cpus() * 2))
 # gunicorn's sync worker with raw UTF-8 request targets accepted and its own refusals (malformed request

@@ -57,7 +57,7 @@ CURATOR_PASSWORD = "Kq7-zebra-Lantern-92x"  # noqa: S105 (a throwaway local acco
 GENEROUS = "1000000000/min"
 
 # What people type: title words, two-word titles, one typo. The generated overviews reuse a small set of
-# phrases ("a detective", "a dangerous secret"), so their words match 10-20% of the catalogue: see README.
+# phrases ("a detective", "a dangerous secret"), so their words match 10-20% of the catalogue: see docs/search.md.
 SEARCHES = [
     "matrx",
     "lost kingdom",

@@ -1,6 +1,6 @@
 """Page-number pagination that refuses bad paging parameters and stays cheap on a million rows.
 
-Three decisions (README, "Discovery and performance"):
+Three decisions (docs/search.md, "Paging and counts"):
 
 - Rows: the page is found by a *deferred join*: `WHERE id IN (SELECT id ... ORDER BY ... LIMIT n OFFSET o)`.
   The inner query walks only an index (an index-only scan on the `(key, id)` btree), so a deep page skips

@@ -243,7 +243,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "COERCE_DECIMAL_TO_STRING": False,
-    # Four scopes decided together in one atomic step on Redis or PostgreSQL (README, Rate limiting).
+    # Four scopes decided together in one atomic step on Redis or PostgreSQL (docs/rate-limiting.md).
     "DEFAULT_THROTTLE_CLASSES": [
         "movieapi.throttles.AnonScopeThrottle",
         "movieapi.throttles.UserScopeThrottle",

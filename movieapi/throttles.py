@@ -5,7 +5,7 @@ and lasts the rate's period. A request passes only if every applicable scope sti
 only then, it counts in all of them. So in any one window no more than the limit passes, whatever the
 concurrency, and a refused request costs nothing. The burst this allows: a client that spends its whole
 quota at the end of one window can spend it again right after, i.e. up to 2x the limit over a span of
-one period that straddles two windows. See README.md, "Rate limiting", for why that trade was made.
+one period that straddles two windows. See docs/rate-limiting.md, "Algorithm", for why that trade was made.
 
 The store is Redis (REDIS_URL; one EVALSHA per request) or, without it, an UNLOGGED PostgreSQL table
 (one short transaction per request). If the store fails, the request is served, the failure is logged

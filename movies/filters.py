@@ -1,4 +1,4 @@
-"""Filters, search and ordering for the movie list (API.md, Lists): every bad value is a 400 naming its parameter."""
+"""Filters, search and ordering for the movie list (docs/search.md): every bad value is a 400 naming its parameter."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ UNACCENT_FUNCTION = "immutable_unaccent"
 # ranking compare them.
 FOLDED_TITLE_SQL = f"{UNACCENT_FUNCTION}(movies_movie.title)"
 FOLDED_QUERY_SQL = f"{UNACCENT_FUNCTION}(%s)"
-# A search ranked by relevance ranks at most this many matches: its title matches first, then others (README, Search).
+# A search ranked by relevance ranks at most this many matches: its title matches first, then others (docs/search.md).
 SEARCH_CANDIDATES = 1000
 # The search query: the title side without stop words (`the matrix` is `matrix`), the overview side stemmed.
 SEARCH_TSQUERY_SQL = (

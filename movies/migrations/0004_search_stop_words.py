@@ -1,10 +1,10 @@
-"""Search without English stop words in titles (README, Search): a title config, the rebuilt vector, a title index.
+"""Search without English stop words in titles (docs/search.md): a title config, the rebuilt vector, a title index.
 
 `the` was in a third of the generated titles, so a search for it ranked ~376,000 matches (1.1 s). Titles keep
 the `simple` parser and lowercasing (any language, any script), minus the English stop words; a search made only
 of stop words ("Her", "It") looks for that exact title through `movie_title_lower`.
 Changing a generated column's expression drops and re-adds it, which rewrites the table and rebuilds its indexes
-(measured on 1,000,000 movies: see README).
+(measured on 1,000,000 movies: see docs/search.md).
 """
 
 import django.contrib.postgres.indexes

@@ -1,4 +1,4 @@
-"""Who may do what: every endpoint and method of API.md for anonymous, plain user, curator and staff.
+"""Who may do what: every endpoint and method of docs/api.md for anonymous, plain user, curator and staff.
 
 Each case asserts the status, and that a refused request wrote nothing (and an allowed write did).
 """
