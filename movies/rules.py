@@ -32,7 +32,7 @@ IMDB_TITLE_RE = r"^tt[0-9]{7,}$"
 IMDB_NAME_RE = r"^nm[0-9]{7,}$"
 SLUG_RE = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
-# The fields of a movie whose source `Movie.field_sources` remembers (README: docs/loading-data.md).
+# The fields of a movie whose source `Movie.field_sources` remembers (docs/loading-data.md).
 PROVENANCE_FIELDS = (*SCALAR_FIELDS, *RELATION_FIELDS)
 # What a curator writes through the API or the admin: above every import source.
 CURATOR = "curator"
