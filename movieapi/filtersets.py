@@ -6,10 +6,12 @@ import copy
 from typing import Any
 
 from django import forms
-from django_filters.filters import Filter
+from django_filters.filters import Filter, FilterMethod
 
 # FilterSet class -> its form class, built on the first request.
 _form_classes: dict[type, type[forms.Form]] = {}
+# On a DRF request: the FilterSets made for it, which ReleaseViewMiddleware releases once the response is rendered.
+REQUEST_FILTERSETS_ATTR = "_movieapi_filtersets"
 
 
 class _SharedFields(dict[str, forms.Field]):
@@ -53,6 +55,13 @@ class CachedFormMixin:
     """
 
     base_filters: dict[str, Filter]
+    filters: dict[str, Filter]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        request = kwargs.get("request")
+        if request is not None:
+            vars(request).setdefault(REQUEST_FILTERSETS_ATTR, []).append(self)
 
     @classmethod
     def get_filters(cls) -> dict[str, Filter]:
@@ -67,3 +76,23 @@ class CachedFormMixin:
             form_class.base_fields = _SharedFields(form_class.base_fields)
             _form_classes[type(self)] = form_class
         return form_class
+
+
+def release_filterset(filterset: Any) -> None:
+    """Cut the reference cycles a FilterSet is made of, once nothing reads it: each filter points back at it
+    (`parent`), a filter with a `method` at itself (its FilterMethod), the form's bound fields at the form, and a
+    refused value's error at the frames that validated it (its traceback, up the whole stack). The FilterSet
+    holds the request, so each filtered list was a cyclic garbage graph of the whole request."""
+    for declared in filterset.filters.values():
+        state = vars(declared)
+        state.pop("parent", None)
+        if isinstance(state.get("filter"), FilterMethod):
+            del state["filter"]
+    form = vars(filterset).get("_form")
+    if form is not None:
+        form._bound_fields_cache.clear()
+        for refused in (vars(form).pop("_errors", None) or {}).values():
+            for error in refused.data:
+                # Django's ValidationError is a small cycle of its own (`error_list = [self]`): it keeps its
+                # message, not the frames that raised it (nor the ValueError before it, with its frames).
+                error.__traceback__ = error.__context__ = error.__cause__ = None

@@ -23,6 +23,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
 from movieapi.errors import PROBLEM_CONTENT_TYPE, PayloadTooLarge, problem
+from movieapi.filtersets import REQUEST_FILTERSETS_ATTR, release_filterset
 from movieapi.renderers import dumps
 from movieapi.request_id import request_id_var
 
@@ -136,6 +137,7 @@ class ReleaseViewMiddleware:
     garbage graph (about 230 objects for a list page). Collecting those cost ~170 us of a list request's CPU, and
     every so often a full collection held a worker for ~60 ms (the p99 of whatever request it fell on). Nothing
     reads these links after rendering, which Django does before the response leaves the middleware below this one.
+    The request's FilterSets (movieapi.filtersets) and the context of the serializer behind the data are let go too.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -148,10 +150,24 @@ class ReleaseViewMiddleware:
             view, drf_request = context.get("view"), context.get("request")
             if drf_request is not None:
                 drf_request.parser_context = None
+                for filterset in vars(drf_request).pop(REQUEST_FILTERSETS_ATTR, ()):
+                    release_filterset(filterset)
             for method in getattr(view, "action_map", None) or ():
                 view.__dict__.pop(method, None)
             response.renderer_context = None  # type: ignore[attr-defined]
+            _release_serializer(getattr(response, "data", None))
         return response
+
+
+def _release_serializer(data: Any) -> None:
+    """Empty the context (request and view) of the serializer that made this data, found through DRF's backlink
+    (`ReturnList.serializer`, also under a page's `results`). A serializer and its fields point at each other, so
+    it is a cycle of its own; without its context that cycle holds no more than the serializer."""
+    if isinstance(data, dict) and not hasattr(data, "serializer"):
+        data = data.get("results")
+    serializer = getattr(data, "serializer", None)
+    if serializer is not None and getattr(serializer, "_context", None):
+        serializer._context.clear()  # the dict the view made: the serializer, its child and their kwargs share it
 
 
 # ---- request ids and access logs --------------------------------------------------------------
