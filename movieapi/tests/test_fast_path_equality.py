@@ -1,15 +1,18 @@
 """Fast paths answer exactly as the framework pieces they replace (docs/performance.md, "Fast paths").
 
 Each test compares the fast path with the framework's own behaviour on real PostgreSQL: django-cors-headers'
-middleware, DRF's request cycle and reference counting, django-filter's FilterSet, Django's session middlewares.
+middleware, DRF's request cycle and reference counting, django-filter's FilterSet, Django's session middlewares,
+DRF's JSON renderer.
 """
 
 from __future__ import annotations
 
+import datetime
 import gc
 import json
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import django_filters
@@ -22,14 +25,20 @@ from django.http.response import HttpResponseBase
 from django.test import Client, RequestFactory, override_settings
 from django.test.client import ClientHandler
 from django.test.utils import CaptureQueriesContext
+from django.utils.translation import gettext_lazy
 from django_filters.filterset import BaseFilterSet
 from knox.models import AuthToken
+from rest_framework.exceptions import ErrorDetail
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
+from movieapi.renderers import ORJSONRenderer
 from movies.filters import MovieFilterSet
 from movies.models import Genre, Movie
 from movies.tests.factories import MovieFactory
+from movies.tests.test_read_path import declared
 from movies.views import MovieFilters
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +70,7 @@ _ORIGIN_SETTINGS: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("origins", _ORIGIN_SETTINGS, ids=["listed", "regex", "all"])
-def test_cors_answers_as_django_cors_headers_when_origins_are_configured(origins: dict[str, Any]) -> None:
+def test_cors_answers_as_django_cors_headers(origins: dict[str, Any]) -> None:
     movie = MovieFactory.create()
     detail = f"/api/v1/movies/{movie.pk}/"
     preflight = {"HTTP_ACCESS_CONTROL_REQUEST_METHOD": "PATCH"}
@@ -236,8 +245,8 @@ def test_filtersets_share_no_mutable_state_across_requests(interleaved: bool) ->
         if filterset.is_valid():
             assert _filtered_sql(filterset) == _filtered_sql(stock), query
         assert type(filterset.form) is form_class
-        for name, declared in filterset.filters.items():
-            assert declared.parent is filterset, (query, name)
+        for name, copied in filterset.filters.items():
+            assert copied.parent is filterset, (query, name)
     first, second = filtersets[0], filtersets[1]
     assert first.form is not second.form
     assert first.form.fields is not second.form.fields
@@ -315,3 +324,31 @@ def test_the_api_skips_sessions_even_with_a_session_cookie() -> None:
         stock = Client()
         stock.cookies = client.cookies
         assert _answer(stock.get("/api/v1/genres/")) == _answer(api)
+
+
+# ---- the renderer --------------------------------------------------------------------------------
+
+
+def test_orjson_renders_what_drfs_json_renderer_renders(anon: APIClient) -> None:
+    movie = MovieFactory.create(title="Léon — «ça»", overview='A "quote", a \\ and a tab\t, a line\u2028separator.')
+    values = {
+        "decimal": Decimal("7.50"),
+        "time": datetime.datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=datetime.UTC),
+        "lazy": gettext_lazy("Not found."),
+        "error": ErrorDetail("Too long.", code="max_length"),
+        "nested": {"list": [1, 2.5, None, True], "empty": {}},
+    }
+    bodies = [
+        declared(movie.pk),
+        anon.get("/api/v1/movies/", {"page_size": "5"}).json(),
+        anon.get("/api/v1/movies/", {"page": "0"}).json(),  # a problem
+        values,
+    ]
+    for data in bodies:
+        drf = JSONRenderer().render(data)
+        # The one difference: DRF escapes U+2028 and U+2029 (for JavaScript embedding), orjson writes them as UTF-8.
+        ours = ORJSONRenderer().render(data)
+        ours = ours.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
+        assert ours == drf
+        assert json.loads(ORJSONRenderer().render(data)) == json.loads(drf)
+    assert ORJSONRenderer().render(None) == JSONRenderer().render(None) == b""
