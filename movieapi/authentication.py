@@ -28,7 +28,16 @@ from movieapi.postgres.prepared import prepared_cursor
 
 
 class TokenAuthentication(knox_auth.TokenAuthentication):
-    """knox's bearer tokens, without knox's walk over all of the caller's tokens on every request.
+    """Fast path: bearer token in one statement.
+
+    Replaces: knox's TokenAuthentication: an ORM lookup, a walk over all the caller's tokens, the header map built by
+        DRF.
+    Why: ~50 us of header map per authenticated request; with the permissions row, a curator's PATCH 11 -> 7 round
+        trips.
+    Equal: movies/tests/test_tokens_and_commands.py::test_unknown_or_malformed_tokens_are_401
+    Off: DEFAULT_AUTHENTICATION_CLASSES (and auth.py's views): knox.auth.TokenAuthentication.
+
+    knox's bearer tokens, without knox's walk over all of the caller's tokens on every request.
 
     knox deletes the caller's other expired tokens on each authenticated request: one more query, and one
     row per token the user holds. Here an expired token is still refused (and deleted) when it is used, and
@@ -135,7 +144,14 @@ WHERE %(superuser)s
 
 
 class PermissionBackend(ModelBackend):
-    """Django's ModelBackend, reading a user's permissions in one prepared statement instead of two ORM queries.
+    """Fast path: permissions in one statement.
+
+    Replaces: ModelBackend's two ORM queries for a user's permissions.
+    Why: one round trip instead of two on every curator write (part of PATCH 11 -> 7 round trips).
+    Equal: movies/tests/test_tokens_and_commands.py::test_permission_backend_answers_as_djangos_model_backend
+    Off: AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"].
+
+    Django's ModelBackend, reading a user's permissions in one prepared statement instead of two ORM queries.
 
     Same answers as ModelBackend (inactive and anonymous users hold none, a superuser holds all), cached on
     the user object for the request like ModelBackend's. A curator's write asks for them on every request.

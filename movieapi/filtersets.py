@@ -46,7 +46,14 @@ class _ShallowFilters(dict[str, Filter]):
 
 
 class CachedFormMixin:
-    """A FilterSet whose per-request set-up is cheap: form class built once, filters and fields not deep-copied.
+    """Fast path: FilterSet copying.
+
+    Replaces: django-filter's per-request form class and deep copies of every filter and form field.
+    Why: 0.5-0.8 ms of a list page's ~3.5 ms CPU; ~5,500 -> ~2,900 Python calls a page.
+    Equal: movieapi/tests/test_fast_path_equality.py::test_filtersets_share_no_mutable_state_across_requests
+    Off: drop CachedFormMixin from the bases of the FilterSets in movies/views.py.
+
+    A FilterSet whose per-request set-up is cheap: form class built once, filters and fields not deep-copied.
 
     django-filter builds the form class anew for each request: a form field per filter, each with its label
     looked up and translated (about 0.6 ms of a 3 ms movie list). The class depends only on the filters'

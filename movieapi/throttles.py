@@ -278,7 +278,14 @@ class RedisStore(Store):
         return values[0] == 1, [(values[2 * i + 1], values[2 * i + 2]) for i in range(len(checks))]
 
     def _command(self, *args: str | int) -> Any:
-        """One command on the process's connection: sent and read directly, retried once on a new connection if
+        """Fast path: Redis command path.
+
+        Replaces: redis-py's client layer (lock, retry wrapper, reply callbacks) around the one EVALSHA.
+        Why: ~15 -> ~12 us of CPU a command in process (process_time, measured for the ledger).
+        Equal: movieapi/tests/test_throttling.py::test_redis_store_recovers_a_dropped_connection_and_a_forgotten_script
+        Off: send through redis-py instead: `return self.client.execute_command(*args)` in its body.
+
+        One command on the process's connection: sent and read directly, retried once on a new connection if
         the old one broke (Redis restarted). redis-py's client layer around the connection (its lock, retry
         wrapper and reply callbacks) cost about as much CPU as the exchange itself, on every request."""
         if self.client is None:
