@@ -25,6 +25,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 
 from movieapi.postgres.prepared import prepared_cursor
+from movieapi.sql import PERMISSIONS_SQL
 
 
 class TokenAuthentication(knox_auth.TokenAuthentication):
@@ -103,7 +104,7 @@ def _token_query(with_permissions: bool) -> tuple[str, list[str], list[str]]:
     ]
     if with_permissions:
         user = f"u.{quote(user_model._meta.pk.column)}"
-        columns.append(f"ARRAY({_PERMISSIONS_SQL % {'superuser': 'u.is_superuser', 'user': user}})")
+        columns.append(f"ARRAY({PERMISSIONS_SQL % {'superuser': 'u.is_superuser', 'user': user}})")
     user_column = quote(token_model._meta.get_field("user").column)
     sql = (
         f"SELECT {', '.join(columns)} FROM {quote(token_model._meta.db_table)} t "  # noqa: S608 (model metadata only)
@@ -132,17 +133,6 @@ def _tokens_with_users(token_key: str, with_permissions: bool = False) -> list[A
     return tokens
 
 
-# Every "app_label.codename" the user holds, directly or through a group (all of them for a superuser).
-_PERMISSIONS_SQL = """
-SELECT ct.app_label || '.' || p.codename
-FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
-WHERE %(superuser)s
-   OR p.id IN (SELECT up.permission_id FROM auth_user_user_permissions up WHERE up.user_id = %(user)s)
-   OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
-               JOIN auth_user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = %(user)s)
-"""
-
-
 class PermissionBackend(ModelBackend):
     """Fast path: permissions in one statement.
 
@@ -164,6 +154,6 @@ class PermissionBackend(ModelBackend):
         cached: set[str] | None = getattr(user_obj, "_perm_cache", None)
         if cached is None:
             with prepared_cursor() as cursor:
-                cursor.execute(_PERMISSIONS_SQL, {"superuser": user_obj.is_superuser, "user": user_obj.pk})
+                cursor.execute(PERMISSIONS_SQL, {"superuser": user_obj.is_superuser, "user": user_obj.pk})
                 cached = user_obj._perm_cache = {name for (name,) in cursor.fetchall()}
         return cached
