@@ -100,6 +100,7 @@ def release_filterset(filterset: Any) -> None:
         form._bound_fields_cache.clear()
         for refused in (vars(form).pop("_errors", None) or {}).values():
             for error in refused.data:
-                # Django's ValidationError is a small cycle of its own (`error_list = [self]`): it keeps its
-                # message, not the frames that raised it (nor the ValueError before it, with its frames).
-                error.__traceback__ = error.__context__ = error.__cause__ = None
+                if isinstance(error, BaseException):  # some are plain messages (StrictFilterForm's)
+                    # Django's ValidationError is a small cycle of its own (`error_list = [self]`): it keeps its
+                    # message, not the frames that raised it (nor the ValueError before it, with its frames).
+                    error.__traceback__ = error.__context__ = error.__cause__ = None

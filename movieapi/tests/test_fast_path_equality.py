@@ -154,6 +154,8 @@ _CYCLE_CASES = [
     ("404", "GET", "/api/v1/movies/999999999/", None, 404, ()),
     ("400 paging", "GET", "/api/v1/movies/?page=0", None, 400, ()),
     ("400 filter", "GET", "/api/v1/movies/?year_min=abc", None, 400, _VALIDATION_ERROR_CYCLE),
+    ("400 repeated", "GET", "/api/v1/movies/?year_min=1&year_min=2", None, 400, _VALIDATION_ERROR_CYCLE),
+    ("400 unknown", "GET", "/api/v1/people/?nope=1", None, 400, _VALIDATION_ERROR_CYCLE),
     ("people", "GET", "/api/v1/people/?search=keanu", None, 200, _SERIALIZER_CYCLE),
     ("genres", "GET", "/api/v1/genres/", None, 200, _SERIALIZER_CYCLE),
     ("PATCH", "PATCH", "/api/v1/movies/{id}/", {"title": "Renamed"}, 200, _SERIALIZER_CYCLE),
