@@ -46,3 +46,9 @@ WHERE %(superuser)s
    OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
                JOIN auth_user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = %(user)s)
 """
+
+
+# ---- registration (movieapi.auth.user_register) --------------------------------------------------
+
+# Two registrations of one username or email queue on this transaction-scoped lock (parameter: the key's hash).
+REGISTRATION_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
