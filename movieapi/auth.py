@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 
 from movieapi.authentication import TokenAuthentication
 from movieapi.fields import StrictCharField, StrictSerializerMixin
+from movieapi.sql import REGISTRATION_LOCK_SQL
 
 
 class LoginSerializer(StrictSerializerMixin, serializers.Serializer):
@@ -114,7 +115,7 @@ def user_register(*, username: str, email: str, password: str) -> Any:
         keys = {_advisory_key("username:" + user.username.casefold()), _advisory_key("email:" + user.email.casefold())}
         with connection.cursor() as cursor:
             for key in sorted(keys):
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+                cursor.execute(REGISTRATION_LOCK_SQL, [key])
         errors: dict[str, list[str]] = {}
         if User.objects.filter(username__iexact=user.username).exists():
             errors["username"] = ["This username is taken. Choose another."]

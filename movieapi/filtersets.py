@@ -19,7 +19,7 @@ import django_filters
 from django import forms
 from django.db.models import QuerySet
 from django_filters import utils
-from django_filters.filters import Filter
+from django_filters.filters import Filter, FilterMethod
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework.request import Request
 
@@ -27,6 +27,8 @@ from movieapi.pagination import ListPlan
 
 # FilterSet class -> its form class, built on the first request.
 _form_classes: dict[type, type[forms.Form]] = {}
+# On a DRF request: the FilterSets made for it, which ReleaseViewMiddleware releases once the response is rendered.
+REQUEST_FILTERSETS_ATTR = "_movieapi_filtersets"
 
 
 class _SharedFields(dict[str, forms.Field]):
@@ -61,7 +63,14 @@ class _ShallowFilters(dict[str, Filter]):
 
 
 class CachedFormMixin:
-    """A FilterSet whose per-request set-up is cheap: form class built once, filters and fields not deep-copied.
+    """Fast path: FilterSet copying.
+
+    Replaces: django-filter's per-request form class and deep copies of every filter and form field.
+    Why: 0.5-0.8 ms of a list page's ~3.5 ms CPU; ~5,500 -> ~2,900 Python calls a page.
+    Equal: movieapi/tests/test_fast_path_equality.py::test_filtersets_share_no_mutable_state_across_requests
+    Off: drop CachedFormMixin from the bases of the FilterSets in movies/views.py.
+
+    A FilterSet whose per-request set-up is cheap: form class built once, filters and fields not deep-copied.
 
     django-filter builds the form class anew for each request: a form field per filter, each with its label
     looked up and translated (about 0.6 ms of a 3 ms movie list). The class depends only on the filters'
@@ -70,6 +79,13 @@ class CachedFormMixin:
     """
 
     base_filters: dict[str, Filter]
+    filters: dict[str, Filter]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        request = kwargs.get("request")
+        if request is not None:
+            vars(request).setdefault(REQUEST_FILTERSETS_ATTR, []).append(self)
 
     @classmethod
     def get_filters(cls) -> dict[str, Filter]:
@@ -108,3 +124,24 @@ class ListPlanFilterBackend(DjangoFilterBackend):
         if isinstance(filterset, PlanningFilterSet):
             return filterset.filter_plan(filterset.queryset.all())
         return ListPlan(filterset.qs)
+
+
+def release_filterset(filterset: Any) -> None:
+    """Cut the reference cycles a FilterSet is made of, once nothing reads it: each filter points back at it
+    (`parent`), a filter with a `method` at itself (its FilterMethod), the form's bound fields at the form, and a
+    refused value's error at the frames that validated it (its traceback, up the whole stack). The FilterSet
+    holds the request, so each filtered list was a cyclic garbage graph of the whole request."""
+    for declared in filterset.filters.values():
+        state = vars(declared)
+        state.pop("parent", None)
+        if isinstance(state.get("filter"), FilterMethod):
+            del state["filter"]
+    form = vars(filterset).get("_form")
+    if form is not None:
+        form._bound_fields_cache.clear()
+        for refused in (vars(form).pop("_errors", None) or {}).values():
+            for error in refused.data:
+                if isinstance(error, BaseException):  # some are plain messages (StrictFilterForm's)
+                    # Django's ValidationError is a small cycle of its own (`error_list = [self]`): it keeps its
+                    # message, not the frames that raised it (nor the ValueError before it, with its frames).
+                    error.__traceback__ = error.__context__ = error.__cause__ = None

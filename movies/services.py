@@ -185,6 +185,11 @@ def _conditional_update_sql(names: tuple[str, ...], claims: tuple[str, ...] = ()
     return _versioned_update_sql([(name, "%s") for name in names], field_sources=sources)
 
 
+# Fast path: versioned write statement.
+# Replaces: an ORM update compiled per request inside a transaction, then a re-read of the movie.
+# Why: a curator's PATCH 11 -> 2 round trips; ~4.9 -> ~1.9 ms of in-process CPU.
+# Equal: movies/tests/test_movies_api.py::test_if_match_current_etag_succeeds_and_returns_new_etag
+# Off: none: the versioned write has one path (pinned by test_versioned_patch_query_budget).
 def _conditional_update(
     movie_id: int, expected_version: int, fields: dict[str, Any], claims: tuple[str, ...], *, represent: bool
 ) -> tuple[bool, tuple[Any, ...] | None]:

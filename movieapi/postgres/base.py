@@ -26,7 +26,14 @@ from psycopg.postgres import types
 
 
 class TimestamptzLoader(adapt.Loader):
-    """Django's timestamptz loader (the value in the session's time zone, stamped with Django's), parsing with
+    """Fast path: C timestamp loader.
+
+    Replaces: Django's timestamptz loader, which parses each value with a regular expression in Python (~5 us a value).
+    Why: ~0.5 us a value; a list page's worker CPU in process 1,680-1,870 -> 1,410-1,470 us.
+    Equal: movies/tests/test_read_path.py::test_timestamps_load_as_djangos_loader_loads_them
+    Off: delete the `params["context"] = _adapters(...)` line of DatabaseWrapper.get_connection_params.
+
+    Django's timestamptz loader (the value in the session's time zone, stamped with Django's), parsing with
     psycopg's own loader: its C implementation when psycopg runs on it (about 0.5 us a value, where Django's loader
     parses with a regular expression in Python, about 5 us; a list page of 20 movies holds 40 timestamps).
 
@@ -68,7 +75,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return params
 
     def close_if_health_check_failed(self) -> None:
-        """Pass the check without a round trip when the connection is idle and its socket quiet."""
+        """Fast path: quiet health check.
+
+        Replaces: Django's CONN_HEALTH_CHECKS round trip (`SELECT 1`) before each request's first query.
+        Why: +6-22% detail req/s.
+        Equal: movies/tests/test_read_path.py::test_health_check_asks_the_server_only_when_the_connection_is_not_quiet
+        Off: delete this method (Django's check runs again).
+
+        Pass the check without a round trip when the connection is idle and its socket quiet."""
         state: Any = self  # django-stubs do not declare these attributes
         if (
             self.connection is not None

@@ -43,7 +43,15 @@ def _composed(connection: Any, sql: str, params: Any) -> str:
 
 @contextmanager
 def prepared_cursor(alias: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
-    """A Django cursor (health check, error wrapping, query log) whose statements are prepared server-side.
+    """Fast path: prepared statements.
+
+    Replaces: Django's cursors, which bind client-side and never prepare: PostgreSQL parses and plans every statement
+        again.
+    Why: preparing alone ~+25% detail req/s; one cursor per connection: detail worker CPU 780-844 -> 731-742 us.
+    Equal: movies/tests/test_read_path.py::test_detail_and_list_answer_what_the_declared_fields_give
+    Off: DB_PREPARED_STATEMENTS=0 (bound server-side, never prepared).
+
+    A Django cursor (health check, error wrapping, query log) whose statements are prepared server-side.
 
     Django's own cursors bind parameters client-side and never prepare, so PostgreSQL parses and plans every
     statement again: a movie's statement (three correlated subqueries) costs more to plan than to run. This one

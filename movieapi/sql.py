@@ -1,0 +1,54 @@
+"""Raw SQL of the project's cross-cutting pieces; the catalogue's is in movies/sql.py.
+
+Constants are named `*_SQL`, functions that build a statement `*_sql()`. No Django imports.
+"""
+
+# ---- rate limits: the PostgreSQL store (movieapi.throttles.PostgresStore) ----------------------
+
+THROTTLE_TABLE = "movieapi_throttle_counter"
+# Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog: the creators queue on this lock first
+# (parameter: THROTTLE_TABLE).
+THROTTLE_CREATE_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(%s))"
+# UNLOGGED: counters need no crash safety or replication, and skipping the WAL makes each write cheap.
+# Created on first use rather than by a migration: it is not a model, and rate limits must not
+# depend on the migration order of the catalogue app.
+THROTTLE_CREATE_SQL = """
+CREATE UNLOGGED TABLE IF NOT EXISTS movieapi_throttle_counter (
+    key text PRIMARY KEY,
+    hits integer NOT NULL,
+    expires_at timestamptz NOT NULL
+)
+"""
+# Lock every bucket of the request (in key order, so concurrent requests cannot deadlock), opening a
+# new window where the old one has ended, and read the counts; the row locks make check-then-count
+# in the same transaction atomic.
+THROTTLE_LOCK_SQL = """
+INSERT INTO movieapi_throttle_counter AS c (key, hits, expires_at)
+SELECT key, 0, clock_timestamp() + make_interval(secs => win)
+FROM unnest(%(keys)s::text[], %(windows)s::int[]) AS i(key, win) ORDER BY key
+ON CONFLICT (key) DO UPDATE SET
+    hits = CASE WHEN c.expires_at <= clock_timestamp() THEN 0 ELSE c.hits END,
+    expires_at = CASE WHEN c.expires_at <= clock_timestamp() THEN excluded.expires_at ELSE c.expires_at END
+RETURNING c.key, c.hits, ceil(extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint
+"""
+THROTTLE_COUNT_SQL = "UPDATE movieapi_throttle_counter SET hits = hits + 1 WHERE key = ANY(%(keys)s::text[])"
+THROTTLE_PURGE_SQL = "DELETE FROM movieapi_throttle_counter WHERE expires_at < clock_timestamp() - interval '1 minute'"
+
+
+# ---- permissions (movieapi.authentication: PermissionBackend, a write's token statement) ----------
+
+# Every "app_label.codename" the user holds, directly or through a group (all of them for a superuser).
+PERMISSIONS_SQL = """
+SELECT ct.app_label || '.' || p.codename
+FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+WHERE %(superuser)s
+   OR p.id IN (SELECT up.permission_id FROM auth_user_user_permissions up WHERE up.user_id = %(user)s)
+   OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
+               JOIN auth_user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = %(user)s)
+"""
+
+
+# ---- registration (movieapi.auth.user_register) --------------------------------------------------
+
+# Two registrations of one username or email queue on this transaction-scoped lock (parameter: the key's hash).
+REGISTRATION_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
