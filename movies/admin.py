@@ -21,9 +21,9 @@ from django.utils.functional import cached_property
 
 from movies import selectors, services
 from movies.errors import MovieNotFound, StillReferenced, VersionConflict
-from movies.filters import search_genres, search_movies, search_people
 from movies.models import CastMember, Genre, Movie, Person, Rating
 from movies.rules import MIN_YEAR, PROVENANCE_FIELDS, max_year
+from movies.search import search_genres, search_movies, search_people
 
 ESTIMATE_ABOVE = 10_000
 

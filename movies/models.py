@@ -83,7 +83,7 @@ class Person(models.Model):
         ]
         indexes = [
             models.Index(fields=["name", "id"], name="person_name_id"),
-            # The name search (movies/filters.py search_by_name): its words, then its trigrams for typos, both
+            # The name search (movies/search.py search_by_name): its words, then its trigrams for typos, both
             # accent-blind (migration 0008).
             GinIndex(words_of(F("name"), NAME_SEARCH_CONFIG), name="person_name_search"),
             GinIndex(OpClass(unaccented(F("name")), name="gin_trgm_ops"), name="person_name_trgm"),

@@ -72,7 +72,7 @@ SELECT ok, CASE WHEN ok THEN ARRAY(SELECT pk FROM titles) || ARRAY(
 # Replaces: the search probes' source querysets, built and compiled by the ORM on every whole-catalogue search.
 # Why: a two-word search ~5,100 -> ~4,000 Python calls (bf96aa6).
 # Equal: movies/tests/test_discovery.py::test_search_over_the_whole_catalogue_answers_as_the_orm_path
-# Off: set whole_catalogue = False in movies.filters.search_movies.
+# Off: set whole_catalogue = False in movies.search.search_movies.
 # The probes' sources when the search covers the whole catalogue (no other filter), as the ORM writes them for the
 # unfiltered queryset: written once here instead of built and compiled on every search. Parameters: the query text
 # twice for each of the first two, once for the third.
@@ -123,7 +123,7 @@ SEARCH_RANK_SQL = (
 # Replaces: the ORM compiling search_movies' ranking queryset, then a separate rows statement.
 # Why: a search's worker CPU in process 4.1-6.0 -> 3.4-5.2 ms (a783f10).
 # Equal: movies/tests/test_discovery.py::test_a_ranked_search_pages_by_constant_sql_in_the_orm_order
-# Off: pass page_ids=None in movies.filters.search_movies.
+# Off: pass page_ids=None in movies.search.search_movies.
 SEARCH_RANKED_IDS_SQL = (
     "SELECT movies_movie.id FROM movies_movie WHERE movies_movie.id = ANY(%s::bigint[]) ORDER BY "  # noqa: S608 (constant)
     f"{SEARCH_RANK_SQL} DESC, movies_movie.id ASC"

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from movieapi import pagination
 from movieapi.pagination import ListPlan
-from movies import filters, selectors, views
+from movies import search, selectors, views
 from movies.models import Genre, Movie, Person
 from movies.serializers import MovieSerializer
 from movies.tests.factories import CastMemberFactory, GenreFactory, MovieFactory, PersonFactory
@@ -210,7 +210,7 @@ def test_search_over_the_whole_catalogue_answers_as_the_orm_path(
     # An unfiltered search sends the probes' sources as constant SQL (movies/sql.py); a filter that keeps every
     # movie sends them as the ORM compiles them. Same matches, order and counts.
     def outcome(queryset: Any) -> tuple[Any, ...]:
-        result = filters.search_movies(queryset, text, ranked=ranked)
+        result = search.search_movies(queryset, text, ranked=ranked)
         found = list(result.queryset.order_by(*result.order, "pk").values_list("pk", flat=True))
         return found, result.count, result.count_is_estimate, result.typo
 
@@ -227,7 +227,7 @@ def test_a_ranked_search_pages_by_constant_sql_in_the_orm_order(catalogue: dict[
     # Over the whole catalogue the ranked ids come from SEARCH_RANKED_IDS_SQL, a typo's from its probe (one prepared
     # statement with the page's rows), not from the compiled queryset: same ids, same order, any page.
     MovieFactory.create(title="The Matrix Matrix", overview="matrix")  # ties and near-ties in rank
-    result = filters.search_movies(Movie.objects.all(), text)
+    result = search.search_movies(Movie.objects.all(), text)
     expected = list(result.queryset.order_by(*result.order).values_list("pk", flat=True))
     assert (result.page_ids is not None) == bool(expected)
     if result.page_ids is None:
@@ -469,7 +469,7 @@ def test_a_search_of_stop_words_only_looks_for_that_exact_title(
 def test_ranking_is_bounded_to_the_first_candidates_and_says_so(
     anon: APIClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 4)
+    monkeypatch.setattr(search, "SEARCH_CANDIDATES", 4)
     movies = [MovieFactory.create(title=f"Crimson {n}", overview="") for n in range(6)]
     overview_hit = MovieFactory.create(title="Other", overview="A crimson sky.")
     # Six title matches and one overview match, more than the four candidates: four titles are ranked and returned.
@@ -489,7 +489,7 @@ def test_ranking_is_bounded_to_the_first_candidates_and_says_so(
 
 
 def test_typo_ranking_is_bounded_too(anon: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 2)
+    monkeypatch.setattr(search, "SEARCH_CANDIDATES", 2)
     for n in range(5):
         MovieFactory.create(title=f"Matrix {n}", overview="")
     body = anon.get(URL, {"search": "matrx", "page_size": "1"}).json()
@@ -502,7 +502,7 @@ def test_typo_ranking_is_bounded_too(anon: APIClient, monkeypatch: pytest.Monkey
 def test_a_title_match_is_ranked_however_many_overviews_match_first(
     anon: APIClient, genres: dict[str, Genre], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 3)
+    monkeypatch.setattr(search, "SEARCH_CANDIDATES", 3)
     drama = genres["drama"]
     # More overview matches than candidates, stored before the title matches (so first in the GIN bitmap's order).
     crowd = [MovieFactory.create(title=f"Case {n}", overview="A detective story.", genres=[drama]) for n in range(6)]
@@ -525,7 +525,7 @@ def test_a_title_match_is_ranked_however_many_overviews_match_first(
 def test_more_title_matches_than_candidates_leaves_the_overviews_out(
     anon: APIClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 2)
+    monkeypatch.setattr(search, "SEARCH_CANDIDATES", 2)
     for n in range(3):
         MovieFactory.create(title=f"Case {n}", overview="A detective story.")
     titled = {MovieFactory.create(title=f"Detective {n}", overview="").pk for n in range(3)}
@@ -537,7 +537,7 @@ def test_more_title_matches_than_candidates_leaves_the_overviews_out(
 
 
 def test_a_title_match_must_match_the_whole_query(anon: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 2)
+    monkeypatch.setattr(search, "SEARCH_CANDIDATES", 2)
     for n in range(3):
         MovieFactory.create(title=f"Case {n}", overview="A crimson dawn.")
     # Its title matches `crimson -sky`, its overview does not: it is not a match, nor a candidate.
@@ -552,7 +552,7 @@ def test_a_title_match_must_match_the_whole_query(anon: APIClient, monkeypatch: 
 
 
 def test_every_match_is_a_candidate_when_there_are_few(anon: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 4)
+    monkeypatch.setattr(search, "SEARCH_CANDIDATES", 4)
     overview_hits = [MovieFactory.create(title=f"Case {n}", overview="A detective story.").pk for n in range(2)]
     titled = [MovieFactory.create(title=f"Detective {n}", overview="").pk for n in range(2)]
     body = anon.get(URL, {"search": "detective"}).json()

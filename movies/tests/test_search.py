@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from conftest import bearer_client
-from movies import filters
+from movies import search
 from movies.models import Genre, Movie, Person
 from movies.sql import TYPO_MATCHES_SQL
 from movies.tests.factories import GenreFactory, MovieFactory, PersonFactory
@@ -85,7 +85,7 @@ def test_a_detail_ignores_the_lists_parameters(anon: APIClient, crew: dict[str, 
 def test_typo_ranking_of_people_is_bounded_and_says_so(
     anon: APIClient, crew: dict[str, Person], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(filters, "SEARCH_CANDIDATES", 1)
+    monkeypatch.setattr(search, "SEARCH_CANDIDATES", 1)
     body = anon.get("/api/v1/people/", {"search": "stanly"}).json()
     assert (body["count"], body["count_is_estimate"], len(body["results"])) == (1, True, 1)
 
@@ -164,7 +164,7 @@ def test_an_accent_does_not_lower_a_titles_rank(anon: APIClient, french: dict[st
 def test_accent_blind_search_answers_the_same_over_the_whole_catalogue_and_filtered(french: dict[str, Movie]) -> None:
     # Over the whole catalogue the search sends constant SQL (movies/sql.py), filtered the ORM's: the same answers.
     def outcome(queryset: Any, text: str, ranked: bool) -> tuple[Any, ...]:
-        result = filters.search_movies(queryset, text, ranked=ranked)
+        result = search.search_movies(queryset, text, ranked=ranked)
         return list(result.queryset.order_by(*result.order, "pk").values_list("pk", flat=True)), result.count
 
     for text, title in {
@@ -230,15 +230,15 @@ def test_accent_blind_searches_are_answered_by_indexes(
 ) -> None:
     assert "movie_title_trgm" in plan(TYPO_MATCHES_SQL, ["matrx"])
     # A filter no index serves, so that the plan shows the trigram index answering the search's own condition.
-    result = filters.search_movies(Movie.objects.exclude(overview="-"), "leonn", ranked=False)
+    result = search.search_movies(Movie.objects.exclude(overview="-"), "leonn", ranked=False)
     assert result.typo
     assert "movie_title_trgm" in queryset_plan(result.queryset)
-    assert "movie_search" in queryset_plan(filters.search_movies(Movie.objects.all(), "leon", ranked=False).queryset)
-    assert "person_name_search" in queryset_plan(filters.search_people(Person.objects.all(), "jurgen").queryset)
+    assert "movie_search" in queryset_plan(search.search_movies(Movie.objects.all(), "leon", ranked=False).queryset)
+    assert "person_name_search" in queryset_plan(search.search_people(Person.objects.all(), "jurgen").queryset)
     with CaptureQueriesContext(connection) as queries:
-        assert list(
-            filters.search_people(Person.objects.all(), "prochnov").queryset.values_list("name", flat=True)
-        ) == ["Jürgen Prochnow"]
+        assert list(search.search_people(Person.objects.all(), "prochnov").queryset.values_list("name", flat=True)) == [
+            "Jürgen Prochnow"
+        ]
     probe = next(query["sql"] for query in queries if "%>" in query["sql"])
     assert "person_name_trgm" in plan(probe.replace("%", "%%"), [])
 
@@ -281,7 +281,7 @@ def test_the_migration_goes_back_and_forth() -> None:
         cursor.execute("SELECT count(*) FROM movies_movie WHERE search_vector @@ to_tsquery('simple', 'leon')")
         assert cursor.fetchone() == (0,)  # before: accents count
     call_command("migrate", "movies", verbosity=0)
-    assert list(filters.search_movies(Movie.objects.all(), "leon").queryset.values_list("title", flat=True)) == ["Léon"]
+    assert list(search.search_movies(Movie.objects.all(), "leon").queryset.values_list("title", flat=True)) == ["Léon"]
 
 
 # ---- the admin ---------------------------------------------------------------------------------
