@@ -182,7 +182,7 @@ def decision_cost() -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "movieapi.settings")
     django.setup()
-    from movieapi.throttles import Check, PostgresStore, Rate, RedisStore, Store
+    from movieapi.throttle_stores import Check, PostgresStore, Rate, RedisStore, Store
 
     checks = [Check("anon", "192.0.2.1", Rate(10**9, 60)), Check("global", "all", Rate(10**9, 1))]
     prefix = f"bench-cost-{os.getpid()}:"

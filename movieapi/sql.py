@@ -3,7 +3,7 @@
 Constants are named `*_SQL`, functions that build a statement `*_sql()`. No Django imports.
 """
 
-# ---- rate limits: the PostgreSQL store (movieapi.throttles.PostgresStore) ----------------------
+# ---- rate limits: the PostgreSQL store (movieapi.throttle_stores.PostgresStore) ----------------
 
 THROTTLE_TABLE = "movieapi_throttle_counter"
 # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog: the creators queue on this lock first

@@ -16,10 +16,11 @@ from django.test import RequestFactory
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
-from movieapi import throttles
+from movieapi import throttle_stores
 from movieapi.client_ip import client_ip, rate_limit_bucket
 from movieapi.tests.conftest import RedisServer
-from movieapi.throttles import Check, PostgresStore, Rate, RedisStore, Store, parse_rate, rate_limit_headers
+from movieapi.throttle_stores import Check, PostgresStore, Rate, RedisStore, Store
+from movieapi.throttles import parse_rate, rate_limit_headers
 
 # draft-ietf-httpapi-ratelimit-headers-10: a structured-field List of quoted policy names with parameters.
 POLICY_RE = re.compile(r'^"(anon|user|auth|global)";q=\d+;w=[1-9]\d*(, "(anon|user|auth|global)";q=\d+;w=[1-9]\d*)*$')
@@ -92,7 +93,7 @@ def test_ipv6_clients_share_their_64() -> None:
 
 def test_header_syntax() -> None:
     checks = [Check("anon", "1.2.3.4", Rate(100, 60)), Check("global", "all", Rate(2000, 1))]
-    decision = throttles.build_decision(checks, True, [(58, 16_001), (1, 999)])
+    decision = throttle_stores.build_decision(checks, True, [(58, 16_001), (1, 999)])
     headers = rate_limit_headers(decision)
     assert headers["RateLimit-Policy"] == '"anon";q=100;w=60, "global";q=2000;w=1'
     assert headers["RateLimit"] == '"anon";r=42;t=17, "global";r=1999;t=1'
@@ -103,10 +104,10 @@ def test_header_syntax() -> None:
 # ---- the stores ---------------------------------------------------------------------------------
 
 
-def burst(store_factory: Callable[[], Store], checks: list[Check], count: int) -> list[throttles.Decision | None]:
+def burst(store_factory: Callable[[], Store], checks: list[Check], count: int) -> list[throttle_stores.Decision | None]:
     """count decisions on the same buckets at once, each thread with its own store (as workers have)."""
     barrier = threading.Barrier(count)
-    results: list[throttles.Decision | None] = [None] * count
+    results: list[throttle_stores.Decision | None] = [None] * count
 
     def run(index: int) -> None:
         store = store_factory()
@@ -124,7 +125,7 @@ def burst(store_factory: Callable[[], Store], checks: list[Check], count: int) -
     return results
 
 
-def assert_exact(decisions: list[throttles.Decision | None], limit: int) -> None:
+def assert_exact(decisions: list[throttle_stores.Decision | None], limit: int) -> None:
     assert all(decision is not None for decision in decisions), "the store failed during the burst"
     allowed = [decision for decision in decisions if decision and decision.allowed]
     assert len(allowed) == limit

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from movieapi.tests.conftest import RedisServer
-from movieapi.throttles import RETRY_STORE_AFTER
+from movieapi.throttle_stores import RETRY_STORE_AFTER
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
