@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
@@ -16,6 +16,9 @@ from rest_framework.views import exception_handler
 
 from movieapi.metrics import VERSION_CONFLICTS
 from movieapi.renderers import dumps
+
+if TYPE_CHECKING:
+    from movies.sql import MovieRow
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +46,8 @@ class VersionConflict(ProblemError):
     title = "Version conflict"
     default_detail = "The movie was changed by someone else since the version you based this write on."
 
-    def __init__(self, detail: str | None = None, *, current_row: tuple[Any, ...] | None = None, **kwargs: Any) -> None:
-        """current_row: the movie's representation row as the failed write found it (sql.MOVIE_COLUMNS), when the
+    def __init__(self, detail: str | None = None, *, current_row: MovieRow | None = None, **kwargs: Any) -> None:
+        """current_row: the movie's representation row as the failed write found it (a MovieRow), when the
         write read it: the API answers its ETag beside `current_version`, so the client can retry without a GET."""
         super().__init__(detail, **kwargs)
         self.current_row = current_row

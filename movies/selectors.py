@@ -20,6 +20,8 @@ from movies.sql import (
     MOVIE_BY_ID_SQL,
     MOVIE_VERSION_SQL,
     MOVIES_BY_IDS_SQL,
+    MovieRow,
+    movie_row,
     movies_by_id_query_sql,
 )
 
@@ -33,11 +35,11 @@ def movie_queryset() -> QuerySet[Movie]:
     )
 
 
-def movie_detail(*, movie_id: int) -> tuple[Any, ...] | None:
-    """One movie's representation row (`sql.MOVIE_COLUMNS`, for `serializers.movie_representation`), or None."""
-    with prepared_cursor() as cursor:
+def movie_detail(*, movie_id: int) -> MovieRow | None:
+    """One movie's representation row (for `serializers.movie_representation`), or None."""
+    with prepared_cursor(row_factory=movie_row) as cursor:
         cursor.execute(MOVIE_BY_ID_SQL, [movie_id])
-        row: tuple[Any, ...] | None = cursor.fetchone()
+        row: MovieRow | None = cursor.fetchone()
     return row
 
 
@@ -67,7 +69,7 @@ def with_page_ids_sql(queryset: QuerySet[Movie], sql: str, params: list[Any]) ->
     return queryset
 
 
-def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[tuple[Any, ...]]:
+def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[MovieRow]:
     """Representation rows of movies offset..offset+limit of the ordered (filtered, searched) queryset.
 
     The ids come from the queryset (an index-only scan for the plain orderings), the rows from one prepared
@@ -79,7 +81,7 @@ def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[tuple
     marked: tuple[str, list[Any]] | None = getattr(queryset, _PAGE_IDS_SQL, None)
     sql, params = marked or queryset.values_list("pk", flat=True).query.sql_with_params()
     if marked is not None or whole_catalogue(queryset):
-        with prepared_cursor(queryset.db) as cursor:
+        with prepared_cursor(queryset.db, row_factory=movie_row) as cursor:
             cursor.execute(movies_by_id_query_sql(sql + " LIMIT %s OFFSET %s"), [*params, limit, offset])
             return cursor.fetchall()
     with_ids_sql(queryset, sql, params)  # compiled once: the paginator's count estimate EXPLAINs the same statement
@@ -88,7 +90,7 @@ def movie_page(queryset: QuerySet[Movie], offset: int, limit: int) -> list[tuple
         ids = [row[0] for row in cursor.fetchall()]
     if not ids:
         return []
-    with prepared_cursor(queryset.db) as cursor:
+    with prepared_cursor(queryset.db, row_factory=movie_row) as cursor:
         cursor.execute(MOVIES_BY_IDS_SQL, [ids])
         return cursor.fetchall()
 

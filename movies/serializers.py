@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from movies.models import (
     Movie,
     Person,
 )
+from movies.sql import MovieRow
 
 MAX_CAST = 500
 MAX_DIRECTORS = 50
@@ -90,55 +91,56 @@ class MovieSerializer(serializers.Serializer):
         average = movie.rating_average
         return {"average": float(average) if average is not None else None, "count": movie.rating_count}
 
-    def to_representation(self, movie: Movie) -> dict[str, Any]:
+    def to_representation(self, movie: Movie | MovieRow) -> dict[str, Any]:
         """The declared fields, built directly by `movie_representation`: the per-field machinery costs more than SQL.
 
-        `selectors.movie_queryset` annotates the related data as JSON; a bare Movie falls back to the ORM.
-        test_discovery pins that this gives exactly what the declared fields would.
+        A MovieRow (`selectors.movie_detail`) as it is; a Movie by `movie_row_of`. test_discovery pins that this
+        gives exactly what the declared fields would.
         """
-        return movie_representation(
-            (
-                movie.id,
-                movie.title,
-                movie.year,
-                movie.runtime,
-                movie.overview,
-                movie.imdb_id,
-                self.get_genres(movie),
-                _annotated(movie, "directors_json", _directors),
-                _annotated(movie, "cast_json", _cast),
-                movie.rating_average,
-                movie.rating_count,
-                movie.version,
-                movie.created_at,
-                movie.updated_at,
-            )
+        return movie_representation(movie if isinstance(movie, MovieRow) else self.movie_row_of(movie))
+
+    def movie_row_of(self, movie: Movie) -> MovieRow:
+        """A Movie's representation row: `selectors.movie_queryset` annotates the related data as JSON; a bare Movie
+        falls back to the ORM."""
+        return MovieRow(
+            id=movie.id,
+            title=movie.title,
+            year=movie.year,
+            runtime=movie.runtime,
+            overview=movie.overview,
+            imdb_id=movie.imdb_id,
+            genres=self.get_genres(movie),
+            directors=_annotated(movie, "directors_json", _directors),
+            cast=_annotated(movie, "cast_json", _cast),
+            rating_average=movie.rating_average,
+            rating_count=movie.rating_count,
+            version=movie.version,
+            created_at=movie.created_at,
+            updated_at=movie.updated_at,
         )
 
 
-def movie_representation(row: Sequence[Any]) -> dict[str, Any]:
-    """A movie as the API shows it (MovieSerializer's fields), from a row in `sql.MOVIE_COLUMNS` order.
+def movie_representation(row: MovieRow) -> dict[str, Any]:
+    """A movie as the API shows it (MovieSerializer's fields), from its representation row.
 
     The one place that shapes a movie: the detail and list views pass rows of `selectors.movie_detail` and
     `selectors.movie_page` (directors and cast as JSON text from PostgreSQL), MovieSerializer passes a Movie's.
     """
-    pk, title, year, runtime, overview, imdb_id, genres, directors, cast, average, count, version, created, updated = (
-        row
-    )
+    average, directors, cast = row.rating_average, row.directors, row.cast
     return {
-        "id": pk,
-        "title": title,
-        "year": year,
-        "runtime": runtime,
-        "overview": overview,
-        "imdb_id": imdb_id,
-        "genres": list(genres),
+        "id": row.id,
+        "title": row.title,
+        "year": row.year,
+        "runtime": row.runtime,
+        "overview": row.overview,
+        "imdb_id": row.imdb_id,
+        "genres": list(row.genres),
         "directors": orjson.loads(directors) if isinstance(directors, str) else directors,
         "cast": orjson.loads(cast) if isinstance(cast, str) else cast,
-        "rating": {"average": float(average) if average is not None else None, "count": count},
-        "version": version,
-        "created_at": _iso_datetime(created),
-        "updated_at": _iso_datetime(updated),
+        "rating": {"average": float(average) if average is not None else None, "count": row.rating_count},
+        "version": row.version,
+        "created_at": _iso_datetime(row.created_at),
+        "updated_at": _iso_datetime(row.updated_at),
     }
 
 
@@ -244,7 +246,7 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
     read_only_input = frozenset({"id", "rating", "created_at", "updated_at"})
     precondition_fields = frozenset({"version"})
     # After `save()` of an update: the movie's representation row when the write read it (services.MovieWritten).
-    written_row: tuple[Any, ...] | None = None
+    written_row: MovieRow | None = None
 
     title = StrictCharField(min_length=1, max_length=500)
     # The ceiling moves with the calendar: a callable limit, which the schema states as of the day it is generated.

@@ -51,7 +51,7 @@ from movies.serializers import (
     RatingWriteSerializer,
     movie_representation,
 )
-from movies.sql import MOVIE_VERSION_COLUMN
+from movies.sql import MovieRow
 
 IF_MATCH = OpenApiParameter(
     "If-Match",
@@ -186,7 +186,7 @@ class MovieViewSet(viewsets.ModelViewSet):
         return MovieSerializer
 
     def _represent(
-        self, movie_id: int, status_code: int = status.HTTP_200_OK, row: tuple[Any, ...] | None = None, **headers: str
+        self, movie_id: int, status_code: int = status.HTTP_200_OK, row: MovieRow | None = None, **headers: str
     ) -> Response:
         """The movie's representation (row: one already read, e.g. by the write itself) with its ETag."""
         if row is None:
@@ -221,7 +221,7 @@ class MovieViewSet(viewsets.ModelViewSet):
         if if_match is None and if_none_match is None:
             return response
         etag = response["ETag"]
-        if evaluate_preconditions(if_match, if_none_match, etag, row[MOVIE_VERSION_COLUMN], safe=True):
+        if evaluate_preconditions(if_match, if_none_match, etag, row.version, safe=True):
             # RFC 9110 15.4.5: the ETag the 200 would carry; Content-Length, if any, must be the 200's (not 0, which
             # is what Django's CommonMiddleware would add to an empty answer). No Content-Type: a 304 has no content.
             return Response(
@@ -290,7 +290,7 @@ class MovieViewSet(viewsets.ModelViewSet):
         services.movie_lock(movie_id=movie_id)
         row = selectors.movie_detail(movie_id=movie_id)
         assert row is not None  # locked above
-        version: int = row[MOVIE_VERSION_COLUMN]
+        version: int = row.version
         evaluate_preconditions(if_match, if_none_match, row_etag(row), version, safe=False)
         return version
 
@@ -301,7 +301,7 @@ ANY_NAMES_NO_VERSION = (
 )
 
 
-def row_etag(row: tuple[Any, ...]) -> str:
+def row_etag(row: MovieRow) -> str:
     """The ETag of the representation of a `selectors.movie_detail` row."""
     return representation_etag(dumps(movie_representation(row)))
 
