@@ -5,17 +5,19 @@ from __future__ import annotations
 import copy
 import datetime
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from django.core.validators import MaxValueValidator, RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.fields import empty
 from rest_framework.validators import UniqueValidator
 
 from movieapi.fields import DistinctListField, StrictCharField, StrictIntegerField, StrictSerializerMixin
-from movies import services
+from movies import selectors, services
 from movies.models import (
     IMDB_NAME_RE,
     IMDB_TITLE_RE,
@@ -236,6 +238,14 @@ class CastWriteSerializer(WholeWhenNestedMixin, StrictSerializerMixin, serialize
     character = StrictCharField(max_length=500, allow_blank=True, required=False, default="")
 
 
+@dataclass(frozen=True)
+class MovieRef:
+    """A movie named by its id and not read: what a write starts from. Its conditional statement finds out whether
+    the movie exists, and at which version, in the same round trip as the write."""
+
+    id: int
+
+
 class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serializers.Serializer):
     """A movie as clients write it: genres by slug, people by id, cast as an ordered list.
 
@@ -243,10 +253,11 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
     check and the write to `services.movie_update`, the one versioned write path.
     """
 
+    # (The docstring above is the schema's.) If-Match reaches `update` as `save(expected_version=…)`; `create` and
+    # `update` return the movie's representation row, which `to_representation` shows.
+
     read_only_input = frozenset({"id", "rating", "created_at", "updated_at"})
     precondition_fields = frozenset({"version"})
-    # After `save()` of an update: the movie's representation row when the write read it (services.MovieWritten).
-    written_row: MovieRow | None = None
 
     title = StrictCharField(min_length=1, max_length=500)
     # The ceiling moves with the calendar: a callable limit, which the schema states as of the day it is generated.
@@ -303,7 +314,7 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
         if value:
             others = Movie.objects.filter(imdb_id=value)
             if self.instance is not None:
-                others = others.exclude(pk=self.instance.pk)
+                others = others.exclude(pk=self.instance.id)
             if others.exists():
                 raise serializers.ValidationError("Another movie already has this IMDb id.")
         return value
@@ -333,20 +344,36 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
                 attrs.setdefault(name, default)
         return attrs
 
-    def create(self, validated_data: dict[str, Any]) -> Movie:
-        """Create through the service."""
+    def create(self, validated_data: dict[str, Any]) -> MovieRow:
+        """Create through the service; the movie as created."""
         validated_data.pop("version", None)
-        return services.movie_create(data=validated_data)  # type: ignore[arg-type]
+        movie = services.movie_create(data=validated_data)  # type: ignore[arg-type]
+        return _as_written(movie.pk)
 
-    def update(self, instance: Movie, validated_data: dict[str, Any]) -> Movie:
-        """Check the version and write, atomically, through `services.movie_update`."""
+    def update(self, instance: MovieRef, validated_data: dict[str, Any]) -> MovieRow:
+        """Check the version and write, atomically, through `services.movie_update`: the body's `version` wins over
+        the `expected_version` the view saves with (If-Match). The movie as written."""
         expected = validated_data.pop("version", None)
-        if expected is None:
-            expected = self.context["expected_version"]
-        written = services.movie_update(movie_id=instance.pk, expected_version=expected, data=validated_data)  # type: ignore[arg-type]
-        instance.version = written.version
-        self.written_row = written.row
-        return instance
+        named = validated_data.pop("expected_version", None)
+        written = services.movie_update(
+            movie_id=instance.id,
+            expected_version=named if expected is None else expected,
+            data=validated_data,  # type: ignore[arg-type]
+        )
+        # The write's own statement reads the row when it changed the row alone.
+        return _as_written(instance.id) if written.row is None else written.row
+
+    def to_representation(self, instance: MovieRow) -> dict[str, Any]:
+        """The movie as the API shows it (MovieSerializer's shape), from the row `create` or `update` returned."""
+        return movie_representation(instance)
+
+
+def _as_written(movie_id: int) -> MovieRow:
+    """The movie's representation row just after a write (404 if it has been deleted since)."""
+    row = selectors.movie_detail(movie_id=movie_id)
+    if row is None:
+        raise NotFound("No such movie: it may have been deleted.")
+    return row
 
 
 def _people(ids: list[int]) -> list[Person]:

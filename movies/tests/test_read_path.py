@@ -19,13 +19,13 @@ from rest_framework.test import APIClient, APIRequestFactory
 
 from movieapi.negotiation import ContentNegotiation
 from movieapi.postgres.prepared import prepared_cursor
+from movieapi.preconditions import representation_etag
 from movieapi.renderers import ORJSONRenderer, dumps
 from movies import selectors
 from movies.models import Movie
 from movies.serializers import MovieSerializer
 from movies.sql import MOVIE_BY_ID_SQL, MOVIES_BY_IDS_SQL
 from movies.tests.factories import CastMemberFactory, GenreFactory, MovieFactory, PersonFactory
-from movies.views import representation_etag
 
 URL = "/api/v1/movies/"
 TIMESTAMPTZ_OID = types["timestamptz"].oid
