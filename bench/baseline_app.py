@@ -18,7 +18,6 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,10 +25,10 @@ import orjson
 import psycopg
 
 from movies.sql import (
-    CAST_SQL,
-    DIRECTORS_SQL,
-    GENRES_SQL,
+    MOVIE_BY_ID_SQL,
+    MOVIE_COLUMNS,
     MOVIE_VERSION_SQL,
+    MOVIES_BY_IDS_SQL,
     SEARCH_CANDIDATES,
     SEARCH_PROBE_SQL,
     SEARCH_RANK_SQL,
@@ -38,6 +37,8 @@ from movies.sql import (
     TYPO_COLUMNS_SQL,
     TYPO_MATCH_SQL,
     TYPO_PROBE_SQL,
+    MovieRow,
+    movie_row,
     represented_update_sql,
 )
 
@@ -45,12 +46,6 @@ from movies.sql import (
 EXACT_COUNT_LIMIT = 1000
 ESTIMATE_TTL_SECONDS = 10.0
 
-COLUMNS = (
-    "movies_movie.id, movies_movie.title, movies_movie.year, movies_movie.runtime, movies_movie.overview, "
-    "movies_movie.imdb_id, movies_movie.version, movies_movie.rating_count, movies_movie.rating_sum, "
-    "movies_movie.rating_average, movies_movie.created_at, movies_movie.updated_at, "
-    f"{GENRES_SQL} AS genre_slugs, {DIRECTORS_SQL} AS directors_json, {CAST_SQL} AS cast_json"
-)
 ORDERING = {
     "": "movies_movie.id ASC",
     "-rating": "movies_movie.rating_average DESC NULLS LAST, movies_movie.id DESC",
@@ -98,41 +93,39 @@ def iso(value: Any) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def movie(row: tuple[Any, ...]) -> dict[str, Any]:
-    average: Decimal | None = row[9]
+def movie(row: MovieRow) -> dict[str, Any]:
+    average = row.rating_average
     return {
-        "id": row[0],
-        "title": row[1],
-        "year": row[2],
-        "runtime": row[3],
-        "overview": row[4],
-        "imdb_id": row[5],
-        "genres": row[12],
-        "directors": orjson.loads(row[13]),
-        "cast": orjson.loads(row[14]),
-        "rating": {"average": float(average) if average is not None else None, "count": row[7]},
-        "version": row[6],
-        "created_at": iso(row[10]),
-        "updated_at": iso(row[11]),
+        "id": row.id,
+        "title": row.title,
+        "year": row.year,
+        "runtime": row.runtime,
+        "overview": row.overview,
+        "imdb_id": row.imdb_id,
+        "genres": row.genres,
+        "directors": orjson.loads(row.directors),  # type: ignore[arg-type]  # JSON text from PostgreSQL
+        "cast": orjson.loads(row.cast),  # type: ignore[arg-type]
+        "rating": {"average": float(average) if average is not None else None, "count": row.rating_count},
+        "version": row.version,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
     }
 
 
+def movies(sql: str, params: list[Any]) -> list[MovieRow]:
+    """The MovieRows a statement selecting MOVIE_COLUMNS returns."""
+    return db().cursor(row_factory=movie_row).execute(sql, params).fetchall()
+
+
 def detail(movie_id: int) -> tuple[str, bytes, list[tuple[str, str]]]:
-    row = (
-        db()
-        .execute(
-            f"SELECT {COLUMNS} FROM movies_movie WHERE movies_movie.id = %s ORDER BY movies_movie.id ASC LIMIT 1",
-            [movie_id],
-        )
-        .fetchone()
-    )
-    if row is None:
+    rows = movies(MOVIE_BY_ID_SQL, [movie_id])
+    if not rows:
         return "404 Not Found", b'{"status":404}', []
-    return represented(row)
+    return represented(rows[0])
 
 
-def represented(row: tuple[Any, ...]) -> tuple[str, bytes, list[tuple[str, str]]]:
-    """200 with the movie's JSON (a row in COLUMNS order) and its strong ETag, as the API answers."""
+def represented(row: MovieRow) -> tuple[str, bytes, list[tuple[str, str]]]:
+    """200 with the movie's JSON and its strong ETag, as the API answers."""
     body = orjson.dumps(movie(row), option=orjson.OPT_UTC_Z)
     return "200 OK", body, [("ETag", '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"')]
 
@@ -176,12 +169,11 @@ def patch(movie_id: int, environ: dict[str, Any]) -> tuple[str, bytes, list[tupl
         or version < 1
     ):
         return answer("400 Bad Request", "Send runtime (1-60000 or null) and version.")
-    row = db().execute(RUNTIME_UPDATE_SQL, [runtime, movie_id, version]).fetchone()
-    if row is None:
+    rows = movies(RUNTIME_UPDATE_SQL, [runtime, movie_id, version])
+    if not rows:
         current = db().execute(MOVIE_VERSION_SQL, [movie_id]).fetchone()
         return answer("409 Conflict" if current else "404 Not Found", "Stale version." if current else "No such movie.")
-    # The row is in movies/sql.py MOVIE_COLUMNS order; `movie` reads COLUMNS order (rating_sum is not shown).
-    return represented((*row[:6], row[11], row[10], None, row[9], row[12], row[13], *row[6:9]))
+    return represented(rows[0])
 
 
 def table_estimate() -> int:
@@ -291,25 +283,14 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
             rank_sql, rank_params = "", []
             order = ORDERING[query["ordering"][0]]
     order_params = rank_params if "ordering" not in query and rank_sql else []
+    rows: list[MovieRow]
     if page_ids is not None:
-        rows = (
-            db()
-            .execute(
-                f"SELECT {COLUMNS} FROM unnest(%s::bigint[]) WITH ORDINALITY AS page(id, n) "
-                "JOIN movies_movie ON movies_movie.id = page.id ORDER BY page.n",
-                [page_ids],
-            )
-            .fetchall()
-        )
+        rows = movies(MOVIES_BY_IDS_SQL, [page_ids])
     elif not where:
-        rows = (
-            db()
-            .execute(
-                f"SELECT {COLUMNS} FROM movies_movie WHERE movies_movie.id IN "
-                f"(SELECT movies_movie.id FROM movies_movie ORDER BY {order} LIMIT %s OFFSET %s) ORDER BY {order}",
-                [size + 1, offset],
-            )
-            .fetchall()
+        rows = movies(
+            f"SELECT {MOVIE_COLUMNS} FROM movies_movie WHERE movies_movie.id IN "
+            f"(SELECT movies_movie.id FROM movies_movie ORDER BY {order} LIMIT %s OFFSET %s) ORDER BY {order}",
+            [size + 1, offset],
         )
     else:
         condition = " AND ".join(where)
@@ -321,12 +302,11 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
             )
         ]
         rows = (
-            db()
-            .execute(
-                f"SELECT {COLUMNS} FROM movies_movie WHERE {condition} AND movies_movie.id = ANY(%s) ORDER BY {order}",
+            movies(
+                f"SELECT {MOVIE_COLUMNS} FROM movies_movie WHERE {condition} AND movies_movie.id = ANY(%s) "
+                f"ORDER BY {order}",
                 [*params, ids, *order_params],
             )
-            .fetchall()
             if ids
             else []
         )

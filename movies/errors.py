@@ -6,7 +6,7 @@ each error says what to do next, and the same text is the problem's `detail`.
 
 from __future__ import annotations
 
-from typing import Any
+from movies.sql import MovieRow
 
 
 class CatalogueError(Exception):
@@ -37,9 +37,9 @@ class VersionConflict(CatalogueError):
     default_message = "The movie was changed by someone else since the version you based this write on."
 
     def __init__(
-        self, message: str | None = None, *, current_version: int, current_row: tuple[Any, ...] | None = None
+        self, message: str | None = None, *, current_version: int, current_row: MovieRow | None = None
     ) -> None:
-        """current_row: the movie's representation row as the failed write found it (sql.MOVIE_COLUMNS), when the
+        """current_row: the movie's representation row as the failed write found it, when the
         write read it: the API answers its ETag beside `current_version`, so the client can retry without a GET."""
         super().__init__(message)
         self.current_version = current_version

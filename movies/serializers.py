@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from django.core.validators import MaxValueValidator, RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.fields import empty
 from rest_framework.validators import UniqueValidator
 
 from movieapi.fields import DistinctListField, StrictCharField, StrictIntegerField, StrictSerializerMixin
-from movies import services
+from movies import selectors, services
 from movies.models import Genre, Movie, Person
 from movies.rules import (
     IMDB_ID_LENGTH,
@@ -35,6 +37,7 @@ from movies.rules import (
     SLUG_RE,
     max_year,
 )
+from movies.sql import MovieRow
 
 # ---- reads -------------------------------------------------------------------------------------
 
@@ -88,55 +91,56 @@ class MovieSerializer(serializers.Serializer):
         average = movie.rating_average
         return {"average": float(average) if average is not None else None, "count": movie.rating_count}
 
-    def to_representation(self, movie: Movie) -> dict[str, Any]:
+    def to_representation(self, movie: Movie | MovieRow) -> dict[str, Any]:
         """The declared fields, built directly by `movie_representation`: the per-field machinery costs more than SQL.
 
-        `selectors.movie_queryset` annotates the related data as JSON; a bare Movie falls back to the ORM.
-        test_discovery pins that this gives exactly what the declared fields would.
+        A MovieRow (`selectors.movie_detail`) as it is; a Movie by `movie_row_of`. test_discovery pins that this
+        gives exactly what the declared fields would.
         """
-        return movie_representation(
-            (
-                movie.id,
-                movie.title,
-                movie.year,
-                movie.runtime,
-                movie.overview,
-                movie.imdb_id,
-                self.get_genres(movie),
-                _annotated(movie, "directors_json", _directors),
-                _annotated(movie, "cast_json", _cast),
-                movie.rating_average,
-                movie.rating_count,
-                movie.version,
-                movie.created_at,
-                movie.updated_at,
-            )
+        return movie_representation(movie if isinstance(movie, MovieRow) else self.movie_row_of(movie))
+
+    def movie_row_of(self, movie: Movie) -> MovieRow:
+        """A Movie's representation row: `selectors.movie_queryset` annotates the related data as JSON; a bare Movie
+        falls back to the ORM."""
+        return MovieRow(
+            id=movie.id,
+            title=movie.title,
+            year=movie.year,
+            runtime=movie.runtime,
+            overview=movie.overview,
+            imdb_id=movie.imdb_id,
+            genres=self.get_genres(movie),
+            directors=_annotated(movie, "directors_json", _directors),
+            cast=_annotated(movie, "cast_json", _cast),
+            rating_average=movie.rating_average,
+            rating_count=movie.rating_count,
+            version=movie.version,
+            created_at=movie.created_at,
+            updated_at=movie.updated_at,
         )
 
 
-def movie_representation(row: Sequence[Any]) -> dict[str, Any]:
-    """A movie as the API shows it (MovieSerializer's fields), from a row in `sql.MOVIE_COLUMNS` order.
+def movie_representation(row: MovieRow) -> dict[str, Any]:
+    """A movie as the API shows it (MovieSerializer's fields), from its representation row.
 
     The one place that shapes a movie: the detail and list views pass rows of `selectors.movie_detail` and
     `selectors.movie_page` (directors and cast as JSON text from PostgreSQL), MovieSerializer passes a Movie's.
     """
-    pk, title, year, runtime, overview, imdb_id, genres, directors, cast, average, count, version, created, updated = (
-        row
-    )
+    average, directors, cast = row.rating_average, row.directors, row.cast
     return {
-        "id": pk,
-        "title": title,
-        "year": year,
-        "runtime": runtime,
-        "overview": overview,
-        "imdb_id": imdb_id,
-        "genres": list(genres),
+        "id": row.id,
+        "title": row.title,
+        "year": row.year,
+        "runtime": row.runtime,
+        "overview": row.overview,
+        "imdb_id": row.imdb_id,
+        "genres": list(row.genres),
         "directors": orjson.loads(directors) if isinstance(directors, str) else directors,
         "cast": orjson.loads(cast) if isinstance(cast, str) else cast,
-        "rating": {"average": float(average) if average is not None else None, "count": count},
-        "version": version,
-        "created_at": _iso_datetime(created),
-        "updated_at": _iso_datetime(updated),
+        "rating": {"average": float(average) if average is not None else None, "count": row.rating_count},
+        "version": row.version,
+        "created_at": _iso_datetime(row.created_at),
+        "updated_at": _iso_datetime(row.updated_at),
     }
 
 
@@ -232,6 +236,14 @@ class CastWriteSerializer(WholeWhenNestedMixin, StrictSerializerMixin, serialize
     character = StrictCharField(max_length=MAX_CHARACTER_LENGTH, allow_blank=True, required=False, default="")
 
 
+@dataclass(frozen=True)
+class MovieRef:
+    """A movie named by its id and not read: what a write starts from. Its conditional statement finds out whether
+    the movie exists, and at which version, in the same round trip as the write."""
+
+    id: int
+
+
 class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serializers.Serializer):
     """A movie as clients write it: genres by slug, people by id, cast as an ordered list.
 
@@ -239,10 +251,11 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
     check and the write to `services.movie_update`, the one versioned write path.
     """
 
+    # (The docstring above is the schema's.) If-Match reaches `update` as `save(expected_version=…)`; `create` and
+    # `update` return the movie's representation row, which `to_representation` shows.
+
     read_only_input = frozenset({"id", "rating", "created_at", "updated_at"})
     precondition_fields = frozenset({"version"})
-    # After `save()` of an update: the movie's representation row when the write read it (services.MovieWritten).
-    written_row: tuple[Any, ...] | None = None
 
     title = StrictCharField(min_length=1, max_length=MAX_TITLE_LENGTH)
     # The ceiling moves with the calendar: a callable limit, which the schema states as of the day it is generated.
@@ -302,7 +315,7 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
         if value:
             others = Movie.objects.filter(imdb_id=value)
             if self.instance is not None:
-                others = others.exclude(pk=self.instance.pk)
+                others = others.exclude(pk=self.instance.id)
             if others.exists():
                 raise serializers.ValidationError("Another movie already has this IMDb id.")
         return value
@@ -332,20 +345,36 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
                 attrs.setdefault(name, default)
         return attrs
 
-    def create(self, validated_data: dict[str, Any]) -> Movie:
-        """Create through the service."""
+    def create(self, validated_data: dict[str, Any]) -> MovieRow:
+        """Create through the service; the movie as created."""
         validated_data.pop("version", None)
-        return services.movie_create(data=validated_data)  # type: ignore[arg-type]
+        movie = services.movie_create(data=validated_data)  # type: ignore[arg-type]
+        return _as_written(movie.pk)
 
-    def update(self, instance: Movie, validated_data: dict[str, Any]) -> Movie:
-        """Check the version and write, atomically, through `services.movie_update`."""
+    def update(self, instance: MovieRef, validated_data: dict[str, Any]) -> MovieRow:
+        """Check the version and write, atomically, through `services.movie_update`: the body's `version` wins over
+        the `expected_version` the view saves with (If-Match). The movie as written."""
         expected = validated_data.pop("version", None)
-        if expected is None:
-            expected = self.context["expected_version"]
-        written = services.movie_update(movie_id=instance.pk, expected_version=expected, data=validated_data)  # type: ignore[arg-type]
-        instance.version = written.version
-        self.written_row = written.row
-        return instance
+        named = validated_data.pop("expected_version", None)
+        written = services.movie_update(
+            movie_id=instance.id,
+            expected_version=named if expected is None else expected,
+            data=validated_data,  # type: ignore[arg-type]
+        )
+        # The write's own statement reads the row when it changed the row alone.
+        return _as_written(instance.id) if written.row is None else written.row
+
+    def to_representation(self, instance: MovieRow) -> dict[str, Any]:
+        """The movie as the API shows it (MovieSerializer's shape), from the row `create` or `update` returned."""
+        return movie_representation(instance)
+
+
+def _as_written(movie_id: int) -> MovieRow:
+    """The movie's representation row just after a write (404 if it has been deleted since)."""
+    row = selectors.movie_detail(movie_id=movie_id)
+    if row is None:
+        raise NotFound("No such movie: it may have been deleted.")
+    return row
 
 
 def _people(ids: list[int]) -> list[Person]:

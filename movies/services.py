@@ -85,11 +85,11 @@ def movie_create(*, data: MovieData) -> Movie:
 
 @dataclass(frozen=True)
 class MovieWritten:
-    """What a versioned write left: the new version, and the movie's representation row (`sql.MOVIE_COLUMNS`) when
-    the write's own statement could read it (a write of the row alone; None when relations changed too)."""
+    """What a versioned write left: the new version, and the movie's representation row when the write's own
+    statement could read it (a write of the row alone; None when relations changed too)."""
 
     version: int
-    row: tuple[Any, ...] | None = None
+    row: sql_texts.MovieRow | None = None
 
 
 def movie_update(
@@ -118,7 +118,7 @@ def movie_update(
                 current_row = selectors.movie_detail(movie_id=movie_id)
                 if current_row is None:
                     raise MovieNotFound("No such movie: it may have been deleted.")
-                current = current_row[sql_texts.MOVIE_VERSION_COLUMN]
+                current = current_row.version
                 raise VersionConflict(
                     f"This write was based on version {expected_version}, but the movie is at version {current}. "
                     "Reapply your change to the movie as it is now and send its version (`current_version`), "
@@ -192,18 +192,19 @@ def _conditional_update_sql(names: tuple[str, ...], claims: tuple[str, ...] = ()
 # Off: none: the versioned write has one path (pinned by test_versioned_patch_query_budget).
 def _conditional_update(
     movie_id: int, expected_version: int, fields: dict[str, Any], claims: tuple[str, ...], *, represent: bool
-) -> tuple[bool, tuple[Any, ...] | None]:
+) -> tuple[bool, sql_texts.MovieRow | None]:
     """The versioned write as one prepared statement (a curator's PATCH sends it on every request): whether it
     changed the movie, and (represent) the movie's representation row after it."""
     names = tuple(sorted(fields))
     values = [_movie_field(name).get_db_prep_save(fields[name], connection) for name in names]
     sql = _conditional_update_sql(names, claims)
-    with prepared_cursor() as cursor:
-        if not represent:
+    if not represent:
+        with prepared_cursor() as cursor:
             cursor.execute(sql, [*values, movie_id, expected_version])
             return cursor.rowcount > 0, None
+    with prepared_cursor(row_factory=sql_texts.movie_row) as cursor:
         cursor.execute(sql_texts.represented_update_sql(sql), [*values, movie_id, expected_version])
-        row: tuple[Any, ...] | None = cursor.fetchone()
+        row: sql_texts.MovieRow | None = cursor.fetchone()
         return row is not None, row
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -19,19 +18,11 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
-from movieapi.errors import PreconditionFailed, PreconditionRequired, ProblemError, problem_for
+from movieapi.errors import ProblemError, problem_for
 from movieapi.filtersets import CachedFormMixin
 from movieapi.lists import PlannedListMixin
 from movieapi.pagination import ListPlan, MoviePagination
-from movieapi.preconditions import (
-    ANY,
-    ENTITY_TAG_LIST_PATTERN,
-    only_weak_match,
-    parse_entity_tags,
-    strong_match,
-    weak_match,
-)
-from movieapi.renderers import ORJSONRenderer, dumps
+from movieapi.preconditions import IF_MATCH, IF_NONE_MATCH, ConditionalRequestMixin
 from movies import selectors, services
 from movies.errors import VersionConflict
 from movies.filters import (
@@ -45,6 +36,7 @@ from movies.filters import (
 from movies.models import Genre, Movie, Person, Rating
 from movies.serializers import (
     GenreSerializer,
+    MovieRef,
     MovieSerializer,
     MovieWriteSerializer,
     PersonDetailSerializer,
@@ -53,48 +45,7 @@ from movies.serializers import (
     RatingWriteSerializer,
     movie_representation,
 )
-from movies.sql import MOVIE_VERSION_COLUMN
-
-IF_MATCH = OpenApiParameter(
-    "If-Match",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    pattern=ENTITY_TAG_LIST_PATTERN,
-    description=(
-        "The movie's ETag, or a comma-separated list of them (RFC 9110, strong comparison: a W/ tag never matches); "
-        "the request is carried out only if one is current, else 412 with the current ETag. `*` names no version: "
-        "on PUT and PATCH it is 428 unless the body has `version`. A value that is not an entity-tag list is 400."
-    ),
-)
-IF_NONE_MATCH = OpenApiParameter(
-    "If-None-Match",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    pattern=ENTITY_TAG_LIST_PATTERN,
-    description=(
-        'ETags you hold (RFC 9110, weak comparison: W/"x" matches "x"; `*` matches any): 304 if one is '
-        "current. A value that is not an entity-tag list is 400."
-    ),
-)
-ETAG_HEADER = {"ETag": OpenApiResponse(description="Strong ETag of this representation.")}
-
-
-def representation_etag(body: bytes) -> str:
-    """A strong ETag: a digest of the JSON body, so it changes whenever the body does."""
-    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-
-
-# Fast path: pre-rendered detail.
-# Replaces: DRF's renderer encoding response.data again after the ETag's encoding.
-# Why: one encoding per movie instead of two (figure: none recorded alone; in detail 0.38 -> 0.47, 6e3ad8f).
-# Equal: movies/tests/test_read_path.py::test_detail_and_list_answer_what_the_declared_fields_give
-# Off: answer Response(representation) and let the renderer encode it.
-def rendered_response(body: bytes, status_code: int, headers: dict[str, str]) -> Response:
-    """A DRF Response whose JSON body is already encoded: setting `content` marks it rendered, so DRF's renderer
-    (which would only encode it again) is skipped. Content negotiation has run as for any response."""
-    response = Response(status=status_code, headers={"Content-Type": ORJSONRenderer.media_type, **headers})
-    response.content = body
-    return response
+from movies.sql import MovieRow
 
 
 class MovieFilters(CachedFormMixin, MovieFilterSet):
@@ -125,6 +76,17 @@ class MoviePages(MoviePagination):
         return [movie_representation(row) for row in selectors.movie_page(plan, offset, limit)]
 
 
+class LocationOnCreateMixin:
+    """201 answers carry the new resource's URL in Location."""
+
+    basename: str
+
+    def get_success_headers(self, data: Any) -> dict[str, str]:
+        """Location of the created resource."""
+        request: Request = self.request  # type: ignore[attr-defined]
+        return {"Location": request.build_absolute_uri(reverse(f"{self.basename}-detail", args=[data["id"]]))}
+
+
 def _movie_id(kwargs: dict[str, Any]) -> int:
     raw = str(kwargs.get("pk", ""))
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
@@ -132,18 +94,26 @@ def _movie_id(kwargs: dict[str, Any]) -> int:
     return int(raw)
 
 
+# The operations' descriptions are the API's (the OpenAPI schema): the hooks' docstrings are for developers.
 @extend_schema_view(
     list=extend_schema(summary="List movies"),
     retrieve=extend_schema(
         summary="A movie",
+        description=(
+            "One movie with a strong ETag; If-None-Match with it gives 304, a failing If-Match 412 (GET and HEAD)."
+        ),
         parameters=[IF_MATCH, IF_NONE_MATCH],
         responses={200: MovieSerializer, 304: OpenApiResponse(description="Not modified")},
     ),
     create=extend_schema(
-        summary="Create a movie (curators)", request=MovieWriteSerializer, responses={201: MovieSerializer}
+        summary="Create a movie (curators)",
+        description="Create a movie; 201 with Location and ETag.",
+        request=MovieWriteSerializer,
+        responses={201: MovieSerializer},
     ),
     update=extend_schema(
         summary="Replace a movie (curators; needs `version` or If-Match)",
+        description="PUT or PATCH based on `version` or If-Match: 428 without either, 409 / 412 when stale.",
         parameters=[IF_MATCH, IF_NONE_MATCH],
         request=MovieWriteSerializer,
         responses={200: MovieSerializer},
@@ -154,10 +124,19 @@ def _movie_id(kwargs: dict[str, Any]) -> int:
         request=MovieWriteSerializer,
         responses={200: MovieSerializer},
     ),
-    destroy=extend_schema(summary="Delete a movie (curators; If-Match optional)", parameters=[IF_MATCH, IF_NONE_MATCH]),
+    destroy=extend_schema(
+        summary="Delete a movie (curators; If-Match optional)",
+        description="Delete a movie; If-Match (`*`: whatever its version) or If-None-Match make it conditional.",
+        parameters=[IF_MATCH, IF_NONE_MATCH],
+    ),
 )
-class MovieViewSet(PlannedListMixin, viewsets.ModelViewSet):
+class MovieViewSet(PlannedListMixin, ConditionalRequestMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
     """Movies: anyone reads, curators write; PUT and PATCH are versioned (optimistic concurrency)."""
+
+    # (The docstring above is the API's: OPTIONS and the OpenAPI schema show it.) DRF's actions run on DRF's hooks:
+    # `get_object` gives a read the movie's representation row and a write its id (`MovieRef`); `perform_update`
+    # saves with `expected_version` when If-Match names one; the write serializer returns the written row, which its
+    # `to_representation` shows. ETags and conditions: ConditionalRequestMixin (movieapi/preconditions.py).
 
     queryset = Movie.objects.all()
     lookup_value_regex = "[0-9]+"
@@ -182,17 +161,32 @@ class MovieViewSet(PlannedListMixin, viewsets.ModelViewSet):
             return MovieWriteSerializer
         return MovieSerializer
 
-    def _represent(
-        self, movie_id: int, status_code: int = status.HTTP_200_OK, row: tuple[Any, ...] | None = None, **headers: str
-    ) -> Response:
-        """The movie's representation (row: one already read, e.g. by the write itself) with its ETag."""
-        if row is None:
-            row = selectors.movie_detail(movie_id=movie_id)
-        if row is None:
+    def get_serializer_context(self) -> dict[str, Any]:
+        """Nothing: the movie serializers read neither the request nor the view. A serializer is a reference cycle with
+        its fields, and holding them it would keep the whole request alive until the cycle collector ran (see
+        movieapi.middleware.ReleaseViewMiddleware)."""
+        return {}
+
+    def get_object(self) -> MovieRow | MovieRef:
+        """A read's representation row (404 if there is none); a write's movie by its id alone: its conditional
+        statement finds out whether the movie exists, so a valid write is one round trip, not a read and a write."""
+        if self.action not in {"retrieve", "update", "partial_update", "destroy"}:
+            return super().get_object()  # OPTIONS: DRF's metadata describes PUT only for a movie that exists
+        movie_id = _movie_id(self.kwargs)
+        movie: MovieRow | MovieRef | None = MovieRef(id=movie_id)
+        if self.action == "retrieve":
+            movie = selectors.movie_detail(movie_id=movie_id)
+        if movie is None:
             raise NotFound("No such movie: it may have been deleted.")
-        # Encoded once, here: the ETag is the digest of these bytes, and they are the body as they are.
-        body = dumps(movie_representation(row))
-        return rendered_response(body, status_code, {"ETag": representation_etag(body), **headers})
+        self.check_object_permissions(self.request, movie)
+        return movie
+
+    def get_locked_object(self, instance: MovieRef) -> MovieRow:
+        """The movie as it is now, its row locked until the transaction ends (404 if it is gone)."""
+        services.movie_lock(movie_id=instance.id)
+        row = selectors.movie_detail(movie_id=instance.id)
+        assert row is not None  # locked above
+        return row
 
     def filter_plan(self, queryset: QuerySet[Any]) -> ListPlan:
         """The FilterSet's plan, skipped when the query has only paging parameters (nothing to validate)."""
@@ -205,145 +199,44 @@ class MovieViewSet(PlannedListMixin, viewsets.ModelViewSet):
         plan = self.filter_plan(self.get_queryset())
         return self.get_paginated_response(self.list_paginator.paginate_plan(plan, request, view=self))
 
-    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """One movie with a strong ETag; If-None-Match with it gives 304, a failing If-Match 412 (GET and HEAD)."""
-        movie_id = _movie_id(kwargs)
-        row = selectors.movie_detail(movie_id=movie_id)
-        if row is None:
-            raise NotFound("No such movie: it may have been deleted.")
-        response = self._represent(movie_id, row=row)
-        meta = request.META  # request.headers would build the whole header map
-        if_match, if_none_match = meta.get("HTTP_IF_MATCH"), meta.get("HTTP_IF_NONE_MATCH")
-        if if_match is None and if_none_match is None:
-            return response
-        etag = response["ETag"]
-        if evaluate_preconditions(if_match, if_none_match, etag, row[MOVIE_VERSION_COLUMN], safe=True):
-            # RFC 9110 15.4.5: the ETag the 200 would carry; Content-Length, if any, must be the 200's (not 0, which
-            # is what Django's CommonMiddleware would add to an empty answer). No Content-Type: a 304 has no content.
-            return Response(
-                status=status.HTTP_304_NOT_MODIFIED,
-                headers={"ETag": etag, "Content-Length": str(len(response.content))},
-            )
-        return response
-
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Create a movie; 201 with Location and ETag."""
-        serializer = MovieWriteSerializer(data=request.data, context={})  # see update() on the empty context
-        serializer.is_valid(raise_exception=True)
-        movie = serializer.save()
-        location = request.build_absolute_uri(reverse("movie-detail", args=[movie.pk]))
-        return self._represent(movie.pk, status.HTTP_201_CREATED, Location=location)
-
-    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """PUT or PATCH based on `version` or If-Match: 428 without either, 409 / 412 when stale."""
-        movie_id = _movie_id(kwargs)
-        data = request.data
-        meta = request.META
-        if_match, if_none_match = meta.get("HTTP_IF_MATCH"), meta.get("HTTP_IF_NONE_MATCH")
-        if "version" not in data and (if_match is None or if_match.strip(" \t") == ANY):
-            raise PreconditionRequired(None if if_match is None else ANY_NAMES_NO_VERSION)
-        # No request or view in the context: the write serializer reads neither, and a serializer is a reference cycle
-        # with its fields, which would hold the whole request until the cycle collector ran (ReleaseViewMiddleware).
-        serializer = MovieWriteSerializer(
-            Movie(pk=movie_id), data=data, partial=kwargs.get("partial", False), context={}
-        )
-        if not serializer.is_valid():
-            # A missing movie is 404 whatever was sent. Only a refused body pays for this read: a valid write
-            # learns it from its conditional UPDATE, which answers 404 or 409 when it changes nothing.
-            if selectors.movie_version(movie_id=movie_id) is None:
-                raise NotFound("No such movie.")
-            raise ValidationError(serializer.errors)
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        """Save, based on the body's `version` (movie_update checks it: 409) or on the version If-Match names, checked
+        with the movie locked until the write (412); a `version` in the body still wins."""
+        if_match, if_none_match = self.request_preconditions()
         try:
             if if_match is None and if_none_match is None:
-                serializer.save()  # the version in the body: movie_update's conditional UPDATE checks it
+                serializer.save()
             else:
                 with transaction.atomic():
-                    serializer.context["expected_version"] = self._check_preconditions(
-                        movie_id, if_match, if_none_match
-                    )
-                    serializer.save()  # a `version` in the body still wins: movie_update checks it (409)
+                    serializer.save(expected_version=self.check_preconditions(serializer.instance))
         except VersionConflict as conflict:
             problem = problem_for(conflict)
             assert isinstance(problem, ProblemError)
             if conflict.current_row is not None:  # the row the failed write read: the ETag beside its version
-                problem.headers["ETag"] = row_etag(conflict.current_row)
+                problem.headers["ETag"] = self.etag_of(conflict.current_row)
             raise problem from conflict
-        return self._represent(movie_id, row=serializer.written_row)
 
-    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Delete a movie; If-Match (`*`: whatever its version) or If-None-Match make it conditional."""
-        movie_id = _movie_id(kwargs)
-        meta = request.META
-        if_match, if_none_match = meta.get("HTTP_IF_MATCH"), meta.get("HTTP_IF_NONE_MATCH")
+    def perform_destroy(self, instance: MovieRef) -> None:
+        """Delete through the service; If-Match (`*`: whatever its version) or If-None-Match make it conditional."""
+        if_match, if_none_match = self.request_preconditions()
         with transaction.atomic():
             expected = None
             if if_match is not None or if_none_match is not None:
                 # The row stays locked until the delete: the version the preconditions passed on is still current.
-                expected = self._check_preconditions(movie_id, if_match, if_none_match)
-            services.movie_delete(movie_id=movie_id, expected_version=expected)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+                expected = self.check_preconditions(instance)
+            services.movie_delete(movie_id=instance.id, expected_version=expected)
 
-    def _check_preconditions(self, movie_id: int, if_match: str | None, if_none_match: str | None) -> int:
-        """Lock the movie and evaluate If-Match / If-None-Match on its current ETag (412 if one fails); its version."""
-        services.movie_lock(movie_id=movie_id)
-        row = selectors.movie_detail(movie_id=movie_id)
-        assert row is not None  # locked above
-        version: int = row[MOVIE_VERSION_COLUMN]
-        evaluate_preconditions(if_match, if_none_match, row_etag(row), version, safe=False)
-        return version
-
-
-ANY_NAMES_NO_VERSION = (
-    "If-Match: * matches every version of the movie, so it cannot protect this write from overwriting a change you "
-    "have not seen. Send the movie's ETag in If-Match, or `version` in the body."
-)
-
-
-def row_etag(row: tuple[Any, ...]) -> str:
-    """The ETag of the representation of a `selectors.movie_detail` row."""
-    return representation_etag(dumps(movie_representation(row)))
-
-
-def evaluate_preconditions(
-    if_match: str | None, if_none_match: str | None, etag: str, version: int, *, safe: bool
-) -> bool:
-    """RFC 9110 13.2.2 steps 1 and 3 on the movie's current ETag: True means 304 (a safe method only).
-
-    If-Match compares strongly and fails with 412; If-None-Match compares weakly and, when it matches, gives 304 to
-    GET and HEAD and 412 to a write. The date conditions are ignored: movies send no Last-Modified (13.1.3, 13.1.4).
-    A 412 carries the current ETag and version, so the client can retry without another GET.
-    """
-    if if_match is not None:
-        tags = parse_entity_tags("If-Match", if_match)
-        if not strong_match(tags, etag):
-            detail = WEAK_IF_MATCH if only_weak_match(tags, etag) else None
-            raise PreconditionFailed(detail, current_version=version, headers={"ETag": etag})
-    if if_none_match is not None and weak_match(parse_entity_tags("If-None-Match", if_none_match), etag):
-        if safe:
-            return True
-        raise PreconditionFailed(NONE_MATCH_ON_WRITE, current_version=version, headers={"ETag": etag})
-    return False
-
-
-WEAK_IF_MATCH = (
-    "If-Match lists the current ETag only as weak (W/...): If-Match compares strongly, so a weak tag never matches. "
-    "Send the ETag exactly as this answer's ETag header gives it."
-)
-NONE_MATCH_ON_WRITE = (
-    "If-None-Match matches the current ETag (or is `*` and the movie exists), so the write was refused. "
-    "This answer's ETag header and `current_version` say what the movie is now."
-)
-
-
-class LocationOnCreateMixin:
-    """201 answers carry the new resource's URL in Location."""
-
-    basename: str
-
-    def get_success_headers(self, data: Any) -> dict[str, str]:
-        """Location of the created resource."""
-        request: Request = self.request  # type: ignore[attr-defined]
-        return {"Location": request.build_absolute_uri(reverse(f"{self.basename}-detail", args=[data["id"]]))}
+    def handle_exception(self, exc: Exception) -> Response:
+        """A refused write body on a missing movie is 404, as DRF's get_object would have answered before validating.
+        A write's get_object does not read the movie (its conditional UPDATE answers 404 or 409 when it changes
+        nothing), so only a refused body pays for this read."""
+        if (
+            isinstance(exc, ValidationError)
+            and self.action in {"update", "partial_update"}
+            and selectors.movie_version(movie_id=_movie_id(self.kwargs)) is None
+        ):
+            exc = NotFound("No such movie.")
+        return super().handle_exception(exc)
 
 
 class GenreViewSet(PlannedListMixin, LocationOnCreateMixin, viewsets.ModelViewSet):

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from psycopg.rows import RowFactory, tuple_row
 
 
 class _PreparingCursor(psycopg.Cursor[Any]):
@@ -42,7 +43,7 @@ def _composed(connection: Any, sql: str, params: Any) -> str:
 
 
 @contextmanager
-def prepared_cursor(alias: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
+def prepared_cursor(alias: str = DEFAULT_DB_ALIAS, row_factory: RowFactory[Any] = tuple_row) -> Iterator[CursorWrapper]:
     """Fast path: prepared statements.
 
     Replaces: Django's cursors, which bind client-side and never prepare: PostgreSQL parses and plans every statement
@@ -62,6 +63,7 @@ def prepared_cursor(alias: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
     copies the connection's adapters map, and psycopg keeps a cursor's loaders and dumpers while it runs the same
     statement again (a movie detail, request after request). Its last result stays in memory until the next one,
     and two uses share it: fetch what a statement returned before running the next (every caller does).
+    Each use says how its rows come (psycopg's `row_factory`: tuples unless told, `sql.movie_row` for movies).
     """
     connection = connections[alias]
     # What `connection.cursor()` does, with our cursor class instead of the client-side one.
@@ -69,6 +71,8 @@ def prepared_cursor(alias: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw: Any = _raw_cursor(connection)  # django-stubs type make_cursor's argument as a CursorWrapper
+    if raw.row_factory is not row_factory:
+        raw.row_factory = row_factory
     cursor = _PreparedDebugCursor(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
     try:
         yield cursor

@@ -20,13 +20,13 @@ from rest_framework.test import APIClient, APIRequestFactory
 from movieapi.negotiation import ContentNegotiation
 from movieapi.pagination import ListPlan
 from movieapi.postgres.prepared import prepared_cursor
+from movieapi.preconditions import representation_etag
 from movieapi.renderers import ORJSONRenderer, dumps
 from movies import selectors
 from movies.models import Movie
 from movies.serializers import MovieSerializer
-from movies.sql import MOVIE_BY_ID_SQL, MOVIE_VERSION_COLUMN, MOVIES_BY_IDS_SQL
+from movies.sql import MOVIE_BY_ID_SQL, MOVIES_BY_IDS_SQL
 from movies.tests.factories import CastMemberFactory, GenreFactory, MovieFactory, PersonFactory
-from movies.views import representation_etag
 
 URL = "/api/v1/movies/"
 TIMESTAMPTZ_OID = types["timestamptz"].oid
@@ -72,9 +72,9 @@ def test_detail_and_list_answer_what_the_declared_fields_give(anon: APIClient, v
 def test_rows_come_in_the_order_of_the_page_and_missing_ids_are_skipped(varied: list[Movie]) -> None:
     wanted = [varied[2].pk, varied[0].pk, varied[3].pk]
     rows = selectors.movie_page(ListPlan(Movie.objects.filter(pk__in=wanted).order_by("-year", "-id")), 0, 10)
-    assert [row[0] for row in rows] == [varied[3].pk, varied[2].pk, varied[0].pk]
+    assert [row.id for row in rows] == [varied[3].pk, varied[2].pk, varied[0].pk]
     rows = selectors.movie_page(ListPlan(Movie.objects.filter(pk__in=wanted).order_by("id")), 1, 10)
-    assert [row[0] for row in rows] == [varied[2].pk, varied[3].pk]
+    assert [row.id for row in rows] == [varied[2].pk, varied[3].pk]
     assert selectors.movie_page(ListPlan(Movie.objects.filter(pk=-1)), 0, 10) == []
     assert selectors.movie_detail(movie_id=varied[-1].pk + 1000) is None
 
@@ -83,7 +83,7 @@ def test_version_reads_agree_with_the_movie(varied: list[Movie]) -> None:
     movie = varied[1]
     row = selectors.movie_detail(movie_id=movie.pk)
     assert row is not None
-    assert row[MOVIE_VERSION_COLUMN] == movie.version == selectors.movie_version(movie_id=movie.pk)
+    assert row.version == movie.version == selectors.movie_version(movie_id=movie.pk)
     assert selectors.movie_version(movie_id=varied[-1].pk + 1000) is None
 
 
