@@ -21,7 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Field
 
 from movieapi.postgres.prepared import prepared_cursor
-from movies import selectors
+from movies import selectors, write_sql
 from movies import sql as sql_texts
 from movies.errors import AccountGone, ImdbIdTaken, MovieNotFound, RatingNotFound, StillReferenced, VersionConflict
 from movies.models import CastMember, Genre, Movie, Person, Rating
@@ -139,39 +139,9 @@ def _movie_field(name: str) -> Field[Any, Any]:
     return field
 
 
-# The time a versioned write records in `updated_at`.
-_WRITE_TIME = "statement_timestamp()"
-
-
-def _versioned_update_sql(
-    values: Sequence[tuple[str, str]], *, field_sources: str | None, bump: str | None = None, rows: str = ""
-) -> str:
-    """`UPDATE movies_movie SET <values>, field_sources, version + 1, updated_at WHERE id AND version`: the text of
-    every versioned write, of one movie or of an import's batch, so that the rules of its SET clause live here once.
-
-    values pairs each field with the SQL of its new value; field_sources is the SQL of the new provenance (None: left
-    as it is). One movie (rows empty): the parameters are the values', then the id and the expected version, and the
-    version goes up. A batch: rows is a FROM item `v` with the columns `id` and `expected_version`, and bump the
-    SQL of each row's 1 or 0 (0: the row records provenance only, so neither the version nor updated_at moves).
-    """
-    quote = connection.ops.quote_name
-    table = quote(Movie._meta.db_table)
-    sets = [f"{quote(_movie_field(name).column)} = {value}" for name, value in values]
-    if field_sources is not None:
-        sets.append(f"field_sources = {field_sources}")
-    if bump is None:
-        sets += ["version = version + 1", f"updated_at = {_WRITE_TIME}"]
-    else:
-        sets += [
-            f"version = version + {bump}",
-            f"updated_at = CASE WHEN {bump} = 1 THEN {_WRITE_TIME} ELSE updated_at END",
-        ]
-    if not rows:
-        return f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s AND version = %s"  # noqa: S608 (model metadata only)
-    return (
-        f"UPDATE {table} SET {', '.join(sets)} FROM {rows}"  # noqa: S608 (model metadata and the caller's constant SQL)
-        f" WHERE {table}.id = v.id AND {table}.version = v.expected_version"
-    )
+def _column(name: str) -> str:
+    """The column of a scalar field of Movie, as the write SQL names it."""
+    return _movie_field(name).column
 
 
 @functools.cache
@@ -182,7 +152,7 @@ def _conditional_update_sql(names: tuple[str, ...], claims: tuple[str, ...] = ()
     if claims:
         claimed = json.dumps(dict.fromkeys(claims, CURATOR)).replace("'", "''")  # field names only
         sources = f"field_sources || '{claimed}'::jsonb"
-    return _versioned_update_sql([(name, "%s") for name in names], field_sources=sources)
+    return write_sql.versioned_update_sql([(_column(name), "%s") for name in names], field_sources=sources)
 
 
 # Fast path: versioned write statement.
@@ -250,8 +220,8 @@ _SCALAR_TYPES = {"title": "text", "year": "int", "runtime": "int", "overview": "
 def _import_update_sql() -> str:
     """The versioned write of a batch of movies: one row per change in `v`, from arrays (binary parameters)."""
     arrays = ", ".join(f"%b::{_SCALAR_TYPES[name]}[]" for name in SCALAR_FIELDS)
-    return _versioned_update_sql(
-        [(name, f"v.{name}") for name in SCALAR_FIELDS],
+    return write_sql.versioned_update_sql(
+        [(_column(name), f"v.{name}") for name in SCALAR_FIELDS],
         field_sources="v.field_sources::jsonb",
         bump="v.bump",
         rows=f"unnest(%b::bigint[], %b::int[], {arrays}, %b::text[], %b::int[])"
@@ -274,11 +244,7 @@ def movie_import_batch(
     created_ids: list[int] = []
     if created:
         cursor.execute(
-            "INSERT INTO movies_movie (title, year, runtime, overview, imdb_id, field_sources, version,"
-            " rating_count, rating_sum, created_at, updated_at)"
-            " SELECT t, y, r, o, i, s::jsonb, 1, 0, 0, now(), now()"
-            " FROM unnest(%b::text[], %b::int[], %b::int[], %b::text[], %b::text[], %b::text[])"
-            " WITH ORDINALITY AS v(t, y, r, o, i, s, n) ORDER BY n RETURNING id",
+            write_sql.IMPORT_INSERT_SQL,
             [
                 [values.title for values, _ in created],
                 [values.year for values, _ in created],
@@ -419,16 +385,4 @@ def ratings_delete_for_user(*, user_id: int) -> None:
         movies = Movie.objects.select_for_update(no_key=True, of=("self",)).filter(ratings__user_id=user_id)
         list(movies.order_by("id").values_list("id", flat=True))
         with connection.cursor() as cursor:
-            # Table names come from the models, not from input; the user id is a parameter.
-            cursor.execute(
-                f"""
-                WITH gone AS (DELETE FROM {Rating._meta.db_table} WHERE user_id = %s RETURNING movie_id, score),
-                     per_movie AS (SELECT movie_id, count(*) AS n, sum(score) AS total FROM gone GROUP BY movie_id)
-                UPDATE {Movie._meta.db_table} AS movie
-                   SET rating_count = movie.rating_count - per_movie.n,
-                       rating_sum = movie.rating_sum - per_movie.total
-                  FROM per_movie
-                 WHERE movie.id = per_movie.movie_id
-                """,  # noqa: S608
-                [user_id],
-            )
+            cursor.execute(write_sql.RATINGS_DELETE_FOR_USER_SQL, [user_id])
