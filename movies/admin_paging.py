@@ -35,7 +35,7 @@ class EstimatedCountPaginator(Paginator):
 
 
 # Fast path: admin estimated counts.
-# Replaces: the changelist's exact COUNT(*) over the table (estimated above 1,000 rows: not equal by design).
+# Replaces: the changelist's exact COUNT(*) over the table (estimated above 10,000 rows: not equal by design).
 # Why: figure: none recorded.
 # Equal: movies/tests/test_admin.py::test_changelist_queries_do_not_grow_with_the_page
 # Off: drop FastListMixin from the admins' bases.
