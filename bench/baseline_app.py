@@ -1,11 +1,11 @@
 """The physical limit of this stack: a bare WSGI app (no Django) answering the bench's requests.
 
 It sends the same SQL statements as the API does for each scenario (movies/selectors.py, movies/filters.py,
-movieapi/pagination.py: deferred join, cheap count, one statement per page with the related data as JSON),
-over one persistent psycopg connection per worker, and writes the same JSON with orjson. Only what the
-bench asks is implemented: movie detail, the movie list with page, page_size, search, genre, year_min,
-year_max and ordering, and a curator's PATCH of `runtime` with `version` (bearer token, the same token and
-conditional UPDATE statements as the API, no rate limit). Served with the same gunicorn settings:
+movies/search.py, movieapi/pagination.py: deferred join, cheap count, one statement per page with the related data
+as JSON), over one persistent psycopg connection per worker, and writes the same JSON with orjson. Only what the
+bench asks is implemented: movie detail, the movie list with page, page_size, search, genre, year_min, year_max and
+ordering, and a curator's PATCH of `runtime` with `version` (bearer token, the same token and conditional UPDATE
+statements as the API, no rate limit). Served with the same gunicorn settings:
 `gunicorn bench.baseline_app:application -c gunicorn.conf.py`.
 """
 
@@ -232,7 +232,7 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
         if name in query:
             where.append(f"movies_movie.year {op} %s")
             params.append(int(query[name][0]))
-    known: tuple[int, bool] | None = None  # a count the search probe told (as in movies/filters.py)
+    known: tuple[int, bool] | None = None  # a count the search probe told (as in movies/search.py)
     page_ids: list[int] | None = None  # the page's ids when the search ranked them already (a typo)
     if "search" in query:
         text = query["search"][0].strip()
@@ -269,7 +269,7 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
         else:
             typo_sql = " AND ".join([*where, TYPO_MATCH_SQL])
             matches_sql = f"SELECT {TYPO_COLUMNS_SQL} FROM movies_movie WHERE {typo_sql}"
-            # The probe ranks its candidates (as movies/filters.py): a ranked page is a slice of its answer.
+            # The probe ranks its candidates (as movies/search.py): a ranked page is a slice of its answer.
             ranked_ids, read = probe(
                 TYPO_PROBE_SQL.format(matches_sql=matches_sql),
                 [*params, text, SEARCH_CANDIDATES + 1, SEARCH_CANDIDATES, text],

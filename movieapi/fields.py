@@ -1,4 +1,5 @@
-"""Strict serializer fields: the wrong JSON type, NUL bytes and lone surrogates are 400s, never 500s."""
+"""Strict serializer input: the wrong JSON type, NUL bytes, lone surrogates, unknown fields, incomplete nested
+objects and empty PATCHes are 400s, never 500s."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 PG_BIGINT_MAX = 2**63 - 1
 # The characters Python's str.strip() removes (DRF trims CharFields, Django's forms their values, with it), as a
@@ -91,3 +93,61 @@ class StrictSerializerMixin:
                 )
             data = {key: value for key, value in data.items() if key not in self.read_only_input}
         return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class WholeWhenNestedMixin:
+    """A nested object is validated whole, even inside a PATCH.
+
+    DRF decides partiality by the root serializer: under a PATCH every nested serializer skips its missing required
+    fields and its defaults, so a cast entry without `person` reached `validate_cast` as `{}` (KeyError, a 500).
+    A PATCH replaces a nested list as a whole, so each entry must be complete: this enforces what DRF would for a POST.
+    """
+
+    parent: Any
+    root: Any
+    fields: Any
+
+    def to_internal_value(self, data: Any) -> Any:
+        """Missing required fields are errors and missing defaults are filled, whatever the root's partiality."""
+        if self.parent is None or not isinstance(data, Mapping) or not getattr(self.root, "partial", False):
+            return super().to_internal_value(data)  # type: ignore[misc]
+        missing = {
+            name: [field.error_messages["required"]]
+            for name, field in self.fields.items()
+            if field.required and name not in data
+        }
+        try:
+            attrs = super().to_internal_value(data)  # type: ignore[misc]
+        except serializers.ValidationError as exc:
+            if missing and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**missing, **exc.detail}) from exc
+            raise
+        if missing:
+            raise serializers.ValidationError(missing)
+        for name, field in self.fields.items():
+            if name not in data and not field.read_only and field.default is not empty:
+                attrs[field.source] = field.default() if callable(field.default) else field.default
+        return attrs
+
+
+class ChangeRequiredMixin:
+    """A PATCH must name at least one field to change: one naming none would be acknowledged having done nothing."""
+
+    partial: bool
+    fields: Any
+    # Fields that say what a write is based on, not what it changes (the movie's `version`).
+    precondition_fields: frozenset[str] = frozenset()
+
+    def writable_field_names(self) -> list[str]:
+        """The fields a client can change, in declaration order."""
+        return [name for name, field in self.fields.items() if not field.read_only]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """400 for a partial update that names nothing to change."""
+        # attrs holds only validated writable fields (read-only ones never reach it): anything but a precondition
+        # is a change.
+        if self.partial and not attrs.keys() - self.precondition_fields:
+            writable = [name for name in self.writable_field_names() if name not in self.precondition_fields]
+            raise serializers.ValidationError(f"Nothing to change: name at least one of {', '.join(writable)}.")
+        validated: dict[str, Any] = super().validate(attrs)  # type: ignore[misc]
+        return validated

@@ -37,7 +37,7 @@ def movie_queryset() -> QuerySet[Movie]:
 
 
 def movie_detail(*, movie_id: int) -> MovieRow | None:
-    """One movie's representation row (for `serializers.movie_representation`), or None."""
+    """One movie's representation row (for `representation.movie_representation`), or None."""
     with prepared_cursor(row_factory=movie_row) as cursor:
         cursor.execute(MOVIE_BY_ID_SQL, [movie_id])
         row: MovieRow | None = cursor.fetchone()

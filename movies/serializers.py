@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import copy
-import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from django.core.validators import MaxValueValidator, RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
-from rest_framework.fields import empty
 from rest_framework.validators import UniqueValidator
 
-from movieapi.fields import DistinctListField, StrictCharField, StrictIntegerField, StrictSerializerMixin
+from movieapi.fields import (
+    ChangeRequiredMixin,
+    DistinctListField,
+    StrictCharField,
+    StrictIntegerField,
+    StrictSerializerMixin,
+    WholeWhenNestedMixin,
+)
 from movies import selectors, services
 from movies.models import Genre, Movie, Person
+from movies.representation import movie_representation
 from movies.rules import (
     IMDB_ID_LENGTH,
     IMDB_NAME_RE,
@@ -120,30 +125,6 @@ class MovieSerializer(serializers.Serializer):
         )
 
 
-def movie_representation(row: MovieRow) -> dict[str, Any]:
-    """A movie as the API shows it (MovieSerializer's fields), from its representation row.
-
-    The one place that shapes a movie: the detail and list views pass rows of `selectors.movie_detail` and
-    `selectors.movie_page` (directors and cast as JSON text from PostgreSQL), MovieSerializer passes a Movie's.
-    """
-    average, directors, cast = row.rating_average, row.directors, row.cast
-    return {
-        "id": row.id,
-        "title": row.title,
-        "year": row.year,
-        "runtime": row.runtime,
-        "overview": row.overview,
-        "imdb_id": row.imdb_id,
-        "genres": list(row.genres),
-        "directors": orjson.loads(directors) if isinstance(directors, str) else directors,
-        "cast": orjson.loads(cast) if isinstance(cast, str) else cast,
-        "rating": {"average": float(average) if average is not None else None, "count": row.rating_count},
-        "version": row.version,
-        "created_at": _iso_datetime(row.created_at),
-        "updated_at": _iso_datetime(row.updated_at),
-    }
-
-
 def _annotated(movie: Movie, name: str, fallback: Callable[[Movie], list[dict[str, Any]]]) -> Any:
     """The JSON text the queryset annotated, or the list built from the ORM for a bare Movie."""
     raw = getattr(movie, name, None)
@@ -162,73 +143,7 @@ def _cast(movie: Movie) -> list[dict[str, Any]]:
     ]
 
 
-def _iso_datetime(value: datetime.datetime | None) -> str | None:
-    """What DRF's DateTimeField writes: ISO 8601 in UTC with a Z."""
-    if value is None:
-        return None
-    text = value.astimezone(datetime.UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 # ---- writes ------------------------------------------------------------------------------------
-
-
-class WholeWhenNestedMixin:
-    """A nested object is validated whole, even inside a PATCH.
-
-    DRF decides partiality by the root serializer: under a PATCH every nested serializer skips its missing required
-    fields and its defaults, so a cast entry without `person` reached `validate_cast` as `{}` (KeyError, a 500).
-    A PATCH replaces a nested list as a whole, so each entry must be complete: this enforces what DRF would for a POST.
-    """
-
-    parent: Any
-    root: Any
-    fields: Any
-
-    def to_internal_value(self, data: Any) -> Any:
-        """Missing required fields are errors and missing defaults are filled, whatever the root's partiality."""
-        if self.parent is None or not isinstance(data, Mapping) or not getattr(self.root, "partial", False):
-            return super().to_internal_value(data)  # type: ignore[misc]
-        missing = {
-            name: [field.error_messages["required"]]
-            for name, field in self.fields.items()
-            if field.required and name not in data
-        }
-        try:
-            attrs = super().to_internal_value(data)  # type: ignore[misc]
-        except serializers.ValidationError as exc:
-            if missing and isinstance(exc.detail, dict):
-                raise serializers.ValidationError({**missing, **exc.detail}) from exc
-            raise
-        if missing:
-            raise serializers.ValidationError(missing)
-        for name, field in self.fields.items():
-            if name not in data and not field.read_only and field.default is not empty:
-                attrs[field.source] = field.default() if callable(field.default) else field.default
-        return attrs
-
-
-class ChangeRequiredMixin:
-    """A PATCH must name at least one field to change: one naming none would be acknowledged having done nothing."""
-
-    partial: bool
-    fields: Any
-    # Fields that say what a write is based on, not what it changes (the movie's `version`).
-    precondition_fields: frozenset[str] = frozenset()
-
-    def writable_field_names(self) -> list[str]:
-        """The fields a client can change, in declaration order."""
-        return [name for name, field in self.fields.items() if not field.read_only]
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        """400 for a partial update that names nothing to change."""
-        # attrs holds only validated writable fields (read-only ones never reach it): anything but a precondition
-        # is a change.
-        if self.partial and not attrs.keys() - self.precondition_fields:
-            writable = [name for name in self.writable_field_names() if name not in self.precondition_fields]
-            raise serializers.ValidationError(f"Nothing to change: name at least one of {', '.join(writable)}.")
-        validated: dict[str, Any] = super().validate(attrs)  # type: ignore[misc]
-        return validated
 
 
 class CastWriteSerializer(WholeWhenNestedMixin, StrictSerializerMixin, serializers.Serializer):

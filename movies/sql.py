@@ -141,7 +141,7 @@ IDS_IN_ORDER_SQL = "SELECT c.id FROM unnest(%s::bigint[]) WITH ORDINALITY AS c(i
 class MovieRow(NamedTuple):
     """A movie's representation as one row: each field's SQL expression (the `Annotated` metadata) is what
     MOVIE_COLUMNS selects, in this order and under this name. Read it by name (`row.version`); the statements that
-    select MOVIE_COLUMNS are read with `movie_row`. `serializers.movie_representation` turns it into JSON."""
+    select MOVIE_COLUMNS are read with `movie_row`. `representation.movie_representation` turns it into JSON."""
 
     id: Annotated[int, "movies_movie.id"]
     title: Annotated[str, "movies_movie.title"]

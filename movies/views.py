@@ -34,6 +34,7 @@ from movies.filters import (
     unfiltered,
 )
 from movies.models import Genre, Movie, Person, Rating
+from movies.representation import movie_representation
 from movies.serializers import (
     GenreSerializer,
     MovieRef,
@@ -43,7 +44,6 @@ from movies.serializers import (
     PersonSerializer,
     RatingSerializer,
     RatingWriteSerializer,
-    movie_representation,
 )
 from movies.sql import MovieRow
 
