@@ -218,3 +218,42 @@ class Rating(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} rated {self.movie}: {self.score}"
+
+
+class MovieVersion(models.Model):
+    """One version of a movie aggregate, recorded by PostgreSQL in the transaction that made it (docs/history.md):
+    what curators read as a movie's history and what the change feed serves. Kept when the movie is deleted."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created"
+        UPDATED = "updated"
+        DELETED = "deleted"
+
+    # No foreign key: a deleted movie's history stays readable.
+    movie_id = models.BigIntegerField()
+    # The movie's version this entry records; a deletion is the version after the movie's last one.
+    version = models.PositiveIntegerField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    at = models.DateTimeField()
+    # Who wrote it: {"kind": "user", "id": 3, "username": "alice"}, {"kind": "admin", ...}, {"kind": "import",
+    # "source": "imdb"} or {"kind": "database"} for a write made outside the application.
+    actor = models.JSONField()
+    # The aggregate as it stood at this version: the movie's representation without its rating.
+    snapshot = models.JSONField()
+    # The writing transaction's id (pg_current_xact_id()): the change feed serves only entries below the oldest
+    # transaction still in flight, so a slower transaction that commits later is never skipped.
+    xid = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["movie_id", "version"], name="movieversion_unique"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="movieversion_version_positive"),
+            models.CheckConstraint(condition=Q(kind__in=["created", "updated", "deleted"]), name="movieversion_kind"),
+        ]
+        indexes = [
+            models.Index(fields=["xid", "id"], name="movieversion_feed"),
+            models.Index(fields=["at"], name="movieversion_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"movie {self.movie_id} v{self.version} ({self.kind})"
