@@ -2,7 +2,8 @@
 
 It sends the same SQL statements as the API does for each scenario (movies/selectors.py, movies/filters.py,
 movies/search.py, movieapi/pagination.py: deferred join, cheap count, one statement per page with the related data
-as JSON), over one persistent psycopg connection per worker, and writes the same JSON with orjson. Only what the
+as JSON), over one persistent psycopg connection per worker, and shapes each movie with the API's own Django-free
+movies.representation before writing the same JSON with orjson. Only what the
 bench asks is implemented: movie detail, the movie list with page, page_size, search, genre, year_min, year_max and
 ordering, and a curator's PATCH of `runtime` with `version` (bearer token, the same token and conditional UPDATE
 statements as the API, no rate limit). Served with the same gunicorn settings:
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs
 import orjson
 import psycopg
 
+from movies.representation import movie_representation  # Django-free, as the API shapes a movie
 from movies.sql import (
     MOVIE_BY_ID_SQL,
     MOVIE_COLUMNS,
@@ -88,30 +90,6 @@ def db() -> psycopg.Connection[Any]:
     return _connection
 
 
-def iso(value: Any) -> str:
-    text: str = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-def movie(row: MovieRow) -> dict[str, Any]:
-    average = row.rating_average
-    return {
-        "id": row.id,
-        "title": row.title,
-        "year": row.year,
-        "runtime": row.runtime,
-        "overview": row.overview,
-        "imdb_id": row.imdb_id,
-        "genres": row.genres,
-        "directors": orjson.loads(row.directors),  # type: ignore[arg-type]  # JSON text from PostgreSQL
-        "cast": orjson.loads(row.cast),  # type: ignore[arg-type]
-        "rating": {"average": float(average) if average is not None else None, "count": row.rating_count},
-        "version": row.version,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }
-
-
 def movies(sql: str, params: list[Any]) -> list[MovieRow]:
     """The MovieRows a statement selecting MOVIE_COLUMNS returns."""
     return db().cursor(row_factory=movie_row).execute(sql, params).fetchall()
@@ -126,7 +104,7 @@ def detail(movie_id: int) -> tuple[str, bytes, list[tuple[str, str]]]:
 
 def represented(row: MovieRow) -> tuple[str, bytes, list[tuple[str, str]]]:
     """200 with the movie's JSON and its strong ETag, as the API answers."""
-    body = orjson.dumps(movie(row), option=orjson.OPT_UTC_Z)
+    body = orjson.dumps(movie_representation(row), option=orjson.OPT_UTC_Z)
     return "200 OK", body, [("ETag", '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"')]
 
 
@@ -341,7 +319,7 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
         "count_is_estimate": estimated,
         "next": f"{base}?page={page + 1}&page_size={size}" if has_next else None,
         "previous": f"{base}?page={page - 1}&page_size={size}" if page > 1 else None,
-        "results": [movie(row) for row in rows],
+        "results": [movie_representation(row) for row in rows],
     }
     return "200 OK", orjson.dumps(body, option=orjson.OPT_UTC_Z), []
 
