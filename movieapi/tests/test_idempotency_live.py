@@ -111,7 +111,7 @@ def lock_waiters(dsn: str) -> list[int]:
 
 
 @contextlib.contextmanager
-def holding(dsn: str, statement: sql.Composable, params: list[Any]) -> Iterator[None]:
+def holding(dsn: str, statement: sql.Composed, params: list[Any]) -> Iterator[None]:
     """Run the block while a transaction of the test holds what the statement locks; roll it back after."""
     with psycopg.connect(dsn) as blocker:
         blocker.execute(statement, params)
