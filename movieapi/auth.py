@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -23,6 +24,7 @@ from rest_framework.views import APIView
 
 from movieapi.authentication import TokenAuthentication
 from movieapi.fields import StrictCharField, StrictSerializerMixin
+from movieapi.idempotency import IDEMPOTENCY_KEY, respond_once
 from movieapi.sql import REGISTRATION_LOCK_SQL
 
 
@@ -136,9 +138,19 @@ class RegistrationView(APIView):
 
     permission_classes = [AllowAny]
     throttle_scope = "auth"
+    extra_problem_codes = {"POST": ("409", "422")}
 
-    @extend_schema(request=RegistrationSerializer, responses={201: RegistrationSerializer}, summary="Register")
+    @extend_schema(
+        request=RegistrationSerializer,
+        responses={201: RegistrationSerializer},
+        summary="Register",
+        parameters=[IDEMPOTENCY_KEY],
+    )
     def post(self, request: Request) -> Response:
+        """Register, at most once per Idempotency-Key (its scope: the client's IP)."""
+        return respond_once(self, request, functools.partial(self.register, request))
+
+    def register(self, request: Request) -> Response:
         """Validate the new account and create it; the answer never contains the password."""
         serializer = RegistrationSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -80,6 +80,32 @@ class PreconditionRequired(ProblemError):
     )
 
 
+class MalformedIdempotencyKey(ProblemError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    problem_type = PROBLEM_BASE + "malformed-idempotency-key"
+    title = "Bad request"
+
+
+class IdempotencyKeyInFlight(ProblemError):
+    status_code = status.HTTP_409_CONFLICT
+    problem_type = PROBLEM_BASE + "idempotency-key-in-flight"
+    title = "Request in progress"
+    default_detail = (
+        "A request with this Idempotency-Key is still being processed. Retry it unchanged after Retry-After seconds: "
+        "you will get its answer, and nothing will be created twice."
+    )
+
+
+class IdempotencyKeyReused(ProblemError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    problem_type = PROBLEM_BASE + "idempotency-key-reused"
+    title = "Idempotency key reused"
+    default_detail = (
+        "This Idempotency-Key was used in the last 24 hours for another request (another body or URL). To retry "
+        "that request, resend it byte for byte; for a new request, send a new key."
+    )
+
+
 class PayloadTooLarge(ProblemError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     problem_type = PROBLEM_BASE + "payload-too-large"

@@ -52,3 +52,37 @@ WHERE %(superuser)s
 
 # Two registrations of one username or email queue on this transaction-scoped lock (parameter: the key's hash).
 REGISTRATION_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
+
+
+# ---- Idempotency-Key (movieapi.idempotency; the table is movies.models.IdempotencyKey) -------------
+
+# How long a duplicate waits for the request that holds its key, for this transaction only (parameter: e.g. "1000ms");
+# then back to the session's setting, so that nothing else in the create is cut short by it.
+IDEMPOTENCY_WAIT_SQL = "SELECT set_config('lock_timeout', %s, true)"
+IDEMPOTENCY_WAIT_END_SQL = "SET LOCAL lock_timeout TO DEFAULT"
+# Claim the caller's key: a new row, or an expired one taken over. A key another transaction has inserted and not
+# committed blocks this statement until that one ends (the unique index), so of concurrent duplicates one claims
+# and the others then find its committed answer, or claim the key themselves if it rolled back. No row comes back
+# when the key is held by an answer that has not expired (the row is then locked until this transaction ends).
+IDEMPOTENCY_CLAIM_SQL = """
+INSERT INTO idempotency_key AS k (caller, key, fingerprint, created_at)
+VALUES (%(caller)s, %(key)s, %(fingerprint)s, now())
+ON CONFLICT (caller, key) DO UPDATE SET
+    fingerprint = excluded.fingerprint, created_at = excluded.created_at, status = NULL, headers = NULL, body = NULL
+    WHERE k.created_at <= now() - make_interval(hours => %(lifetime_hours)s)
+RETURNING k.id
+"""
+# The answer a held key already has (the headers as JSON text: Django's driver leaves jsonb undecoded anyway).
+IDEMPOTENCY_STORED_SQL = """
+SELECT fingerprint, status, coalesce(headers, '{}')::text, body FROM idempotency_key WHERE caller = %s AND key = %s
+"""
+# The answer, written by the transaction that claimed the key, before it commits (parameters: status, headers as
+# JSON, body, id).
+IDEMPOTENCY_ANSWER_SQL = "UPDATE idempotency_key SET status = %s, headers = %s::jsonb, body = %s WHERE id = %s"
+# Delete expired keys, oldest first, at most %(limit)s of them.
+IDEMPOTENCY_PURGE_SQL = """
+DELETE FROM idempotency_key WHERE id = ANY(ARRAY(
+    SELECT id FROM idempotency_key WHERE created_at <= now() - make_interval(hours => %(lifetime_hours)s)
+    ORDER BY created_at LIMIT %(limit)s
+))
+"""

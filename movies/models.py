@@ -257,3 +257,29 @@ class MovieVersion(models.Model):
 
     def __str__(self) -> str:
         return f"movie {self.movie_id} v{self.version} ({self.kind})"
+
+
+class IdempotencyKey(models.Model):
+    """An Idempotency-Key a caller sent on a create, with the answer it got (movieapi/idempotency.py,
+    docs/idempotency.md). Written in the create's own transaction: a committed key always has its answer, and the
+    answer's resource exists (or existed) as the answer says."""
+
+    # Whose key: "user:<id>", or "ip:<address>" for an anonymous caller (movieapi.client_ip).
+    caller = models.TextField()
+    # The key as the client sent it, unescaped from its structured-field string (at most 255 characters).
+    key = models.TextField()
+    # SHA-256 of the request's method, path and body bytes: a repeat with another request is refused (422).
+    fingerprint = models.BinaryField()
+    created_at = models.DateTimeField()
+    # The answer: status, the headers a replay repeats (Content-Type, Location, ETag) and the body's bytes.
+    status = models.PositiveSmallIntegerField(null=True)
+    headers = models.JSONField(null=True)
+    body = models.BinaryField(null=True)
+
+    class Meta:
+        db_table = "idempotency_key"
+        constraints = [models.UniqueConstraint(fields=["caller", "key"], name="idempotency_key_once_per_caller")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_created")]
+
+    def __str__(self) -> str:
+        return f"{self.caller} {self.key!r}"

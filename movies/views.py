@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from movieapi.errors import ProblemError, problem_for
 from movieapi.filtersets import CachedFormMixin
+from movieapi.idempotency import IdempotentCreateMixin
 from movieapi.lists import PlannedListMixin
 from movieapi.pagination import ListPlan, MoviePagination
 from movieapi.preconditions import IF_MATCH, IF_NONE_MATCH, ConditionalRequestMixin
@@ -107,7 +108,7 @@ def _movie_id(kwargs: dict[str, Any]) -> int:
     ),
     create=extend_schema(
         summary="Create a movie (curators)",
-        description="Create a movie; 201 with Location and ETag.",
+        description="Create a movie; 201 with Location and ETag. Safe to retry with an Idempotency-Key.",
         request=MovieWriteSerializer,
         responses={201: MovieSerializer},
     ),
@@ -130,7 +131,9 @@ def _movie_id(kwargs: dict[str, Any]) -> int:
         parameters=[IF_MATCH, IF_NONE_MATCH],
     ),
 )
-class MovieViewSet(PlannedListMixin, ConditionalRequestMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
+class MovieViewSet(
+    IdempotentCreateMixin, PlannedListMixin, ConditionalRequestMixin, LocationOnCreateMixin, viewsets.ModelViewSet
+):
     """Movies: anyone reads, curators write; PUT and PATCH are versioned (optimistic concurrency)."""
 
     # (The docstring above is the API's: OPTIONS and the OpenAPI schema show it.) DRF's actions run on DRF's hooks:
@@ -147,6 +150,7 @@ class MovieViewSet(PlannedListMixin, ConditionalRequestMixin, LocationOnCreateMi
     # malformed If-Match / If-None-Match and 412 for a failing If-Match; a DELETE 400 for a malformed one.
     extra_problem_codes = {
         "GET": ("400", "412"),
+        "POST": ("409", "422"),
         "PUT": ("409", "412", "428"),
         "PATCH": ("409", "412", "428"),
         "DELETE": ("400", "409", "412"),
@@ -239,7 +243,7 @@ class MovieViewSet(PlannedListMixin, ConditionalRequestMixin, LocationOnCreateMi
         return super().handle_exception(exc)
 
 
-class GenreViewSet(PlannedListMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
+class GenreViewSet(IdempotentCreateMixin, PlannedListMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
     """Genres: anyone reads (and searches), curators write; a genre in use cannot be deleted (409)."""
 
     queryset = Genre.objects.all()
@@ -247,7 +251,7 @@ class GenreViewSet(PlannedListMixin, LocationOnCreateMixin, viewsets.ModelViewSe
     serializer_class = GenreSerializer
     filterset_class = GenreFilters
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    extra_problem_codes = {"DELETE": ("409",)}
+    extra_problem_codes = {"POST": ("409", "422"), "DELETE": ("409",)}
 
     def get_queryset(self) -> Any:
         """Genres by slug."""
@@ -259,7 +263,7 @@ class GenreViewSet(PlannedListMixin, LocationOnCreateMixin, viewsets.ModelViewSe
 
 
 @extend_schema_view(retrieve=extend_schema(responses={200: PersonDetailSerializer}))
-class PersonViewSet(PlannedListMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
+class PersonViewSet(IdempotentCreateMixin, PlannedListMixin, LocationOnCreateMixin, viewsets.ModelViewSet):
     """People: anyone reads and searches (the detail lists their films), curators write."""
 
     queryset = Person.objects.all()
@@ -267,7 +271,7 @@ class PersonViewSet(PlannedListMixin, LocationOnCreateMixin, viewsets.ModelViewS
     serializer_class = PersonSerializer
     filterset_class = PersonFilters
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    extra_problem_codes = {"DELETE": ("409",)}
+    extra_problem_codes = {"POST": ("409", "422"), "DELETE": ("409",)}
 
     def get_queryset(self) -> Any:
         """The detail prefetches films; the list does not need them."""
