@@ -269,3 +269,26 @@ def test_real_writes_are_recorded_and_served(curator_client: APIClient, movie: M
     assert curator_client.get(f"{detail(movie)}history/2/").json() == after
     stale = curator_client.patch(detail(movie), {"runtime": 1, "version": 1}, format="json")
     assert [entry["version"] for entry in stale.json()["changes_since"]] == [2]
+
+
+def test_a_conditional_delete_refused_says_what_changed_since(curator_client: APIClient, movie: Movie) -> None:
+    record(movie.pk)
+    old_etag = curator_client.get(detail(movie))["ETag"]
+    patch(curator_client, movie, year=2000, version=1)
+    response = curator_client.delete(detail(movie), HTTP_IF_MATCH=old_etag)
+    assert response.status_code == 412
+    assert [entry["changes"] for entry in response.json()["changes_since"]] == [{"year": {"from": 1999, "to": 2000}}]
+    assert Movie.objects.filter(pk=movie.pk).exists()
+
+
+def test_an_etag_taken_before_a_rating_changed_names_no_version(
+    curator_client: APIClient, user_client: APIClient, movie: Movie
+) -> None:
+    """The ETag digests the rating too: once it changed, no recorded version had that representation."""
+    record(movie.pk)
+    old_etag = curator_client.get(detail(movie))["ETag"]
+    patch(curator_client, movie, year=2000, version=1)
+    assert user_client.put(f"{detail(movie)}rating/", {"score": 7}, format="json").status_code == 201
+    response = curator_client.patch(detail(movie), {"title": "Stale"}, format="json", HTTP_IF_MATCH=old_etag)
+    assert response.status_code == 412
+    assert "changes_since" not in response.json()
