@@ -54,6 +54,12 @@ class StillReferencedProblem(ProblemError):
     title = "Still referenced"
 
 
+class RevertImpossibleProblem(ProblemError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    problem_type = PROBLEM_BASE + "revert-impossible"
+    title = "Unprocessable content"
+
+
 class PreconditionFailed(ProblemError):
     status_code = status.HTTP_412_PRECONDITION_FAILED
     problem_type = PROBLEM_BASE + "precondition-failed"
@@ -143,6 +149,7 @@ _TITLES = {
     406: "Not acceptable",
     413: "Payload too large",
     415: "Unsupported media type",
+    422: "Unprocessable content",
     429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
@@ -206,6 +213,8 @@ def problem_for(error: Exception) -> exceptions.APIException | None:
         return VersionConflictProblem(error.message, current_version=error.current_version)
     if isinstance(error, catalogue.StillReferenced):
         return StillReferencedProblem(error.message)
+    if isinstance(error, catalogue.RevertImpossible):
+        return RevertImpossibleProblem(error.message, errors=error.errors)
     if isinstance(error, catalogue.ImdbIdTaken):
         return exceptions.ValidationError({error.field: [error.message]})
     if isinstance(error, catalogue.AccountGone):

@@ -23,6 +23,7 @@ from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance, is_patched_serializer
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import SAFE_METHODS, AllowAny, DjangoModelPermissionsOrAnonReadOnly
 
@@ -33,6 +34,11 @@ from movieapi.fields import PY_WHITESPACE, StrictCharField, StrictSerializerMixi
 NO_NUL_PATTERN = r"^[^\u0000]*$"
 # ... that also has a character left after trimming (a CharField without allow_blank refuses "   ").
 NOT_BLANK_PATTERN = rf"^[^\u0000]*[^\u0000{PY_WHITESPACE}][^\u0000]*$"
+
+
+@extend_schema_field({"$ref": "#/components/schemas/HistoryEntry"})
+class HistoryEntryRef(serializers.DictField):
+    """A movie's history entry (the `HistoryEntry` component, movies/history_serializers.py)."""
 
 
 class ProblemSerializer(serializers.Serializer):
@@ -49,6 +55,15 @@ class ProblemSerializer(serializers.Serializer):
         help_text="Validation errors: field path -> messages.",
     )
     current_version = serializers.IntegerField(required=False, help_text="With 409: the movie's current version.")
+    changes_since = serializers.ListField(
+        child=HistoryEntryRef(),
+        required=False,
+        help_text=(
+            "With a movie's 409 or 412: what changed after the version the write was based on (the body's `version`; "
+            "for 412 the version If-Match's ETag named, when known), one history entry per version, oldest first. "
+            "Absent when that version is not known or its history is not kept (docs/history.md)."
+        ),
+    )
 
 
 _DESCRIPTIONS = {
@@ -58,13 +73,14 @@ _DESCRIPTIONS = {
     "403": "Authenticated but not allowed (writes need a curator).",
     "404": "No such resource.",
     "406": "The Accept header excludes application/json.",
-    "409": "Conflict: the resource changed or is still in use (`current_version` with a version conflict), or a "
-    "request with this Idempotency-Key is still being processed (`Retry-After`).",
-    "412": "If-Match does not match the current ETag.",
+    "409": "Conflict: the resource changed or is still in use (`current_version` and `changes_since` with a version "
+    "conflict), or a request with this Idempotency-Key is still being processed (`Retry-After`).",
+    "412": "If-Match does not match the current ETag (`current_version`, and `changes_since` when the ETag is known).",
     "413": "Body over 1 MiB.",
     "414": "Request line (method, path and query) over 8190 bytes.",
     "415": "Body is not JSON (Content-Type other than application/json).",
-    "422": "This Idempotency-Key was used in the last 24 hours for another request (another body or URL).",
+    "422": "Well-formed but cannot be carried out: an Idempotency-Key used in the last 24 hours for another request "
+    "(another body or URL), or a revert to a version that cannot be restored (`errors` says what stands in the way).",
     "428": "Neither `version` nor If-Match was sent.",
     "429": "Rate limit exceeded (`Retry-After`).",
     "503": "Database unavailable; retry.",

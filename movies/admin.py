@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from movies import selectors, services
+from movies.admin_history import MovieHistoryAdminMixin, conflict_summary
 from movies.admin_paging import FastListMixin
 from movies.errors import MovieNotFound, StillReferenced, VersionConflict
 from movies.models import CastMember, Genre, Movie, Person, Rating
@@ -186,10 +187,11 @@ class MovieForm(forms.ModelForm):
             if opened is None:
                 raise forms.ValidationError("The form did not say which version it was opened at; reload the page.")
             if current is not None and opened != current:
+                since = conflict_summary(movie_id=self.instance.pk, opened=opened, current=current)
                 raise forms.ValidationError(
                     f"This movie was changed by someone else while you were editing it: you opened version "
-                    f"{opened}, and it is now at version {current}. Nothing was saved. Open the movie again "
-                    f"(your changes are below to copy) and reapply them.",
+                    f"{opened}, and it is now at version {current}. Nothing was saved. {since + ' ' if since else ''}"
+                    f"Open the movie again (your changes are below to copy) and reapply them.",
                     code="version_conflict",
                 )
         return cleaned
@@ -245,7 +247,7 @@ class CastInline(admin.TabularInline):
 
 
 @admin.register(Movie)
-class MovieAdmin(FastListMixin, admin.ModelAdmin):
+class MovieAdmin(MovieHistoryAdminMixin, FastListMixin, admin.ModelAdmin):
     form = MovieForm
     inlines = (CastInline,)
     list_display = ("title", "year", "genre_list", "rating", "version", "updated_at")

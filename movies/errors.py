@@ -61,3 +61,14 @@ class AccountGone(CatalogueError):
     """The user was deleted while their request ran."""
 
     default_message = "This account no longer exists."
+
+
+class RevertImpossible(CatalogueError):
+    """A revert that cannot be written: the version is not recorded, or genres or people it names are gone."""
+
+    default_message = "This movie cannot be reverted to that version."
+
+    def __init__(self, message: str | None = None, *, errors: dict[str, list[str]]) -> None:
+        """errors: what stands in the way, by field (`to_version`, `genres`, `directors`, `cast`)."""
+        super().__init__(message)
+        self.errors = errors

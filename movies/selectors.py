@@ -12,7 +12,8 @@ from django.db.models.expressions import RawSQL
 
 from movieapi.pagination import ListPlan
 from movieapi.postgres.prepared import prepared_cursor
-from movies.models import CastMember, Genre, Movie, Person, Rating
+from movies.history import MAX_VERSION, VersionEntry
+from movies.models import CastMember, Genre, Movie, MovieVersion, Person, Rating
 from movies.sql import (
     CAST_SQL,
     DIRECTORS_SQL,
@@ -139,3 +140,34 @@ def rating_queryset(*, user_id: int) -> QuerySet[Rating]:
         .only("id", "score", "created_at", "updated_at", "movie__id", "movie__title")
         .order_by("-updated_at", "-id")
     )
+
+
+# ---- history (docs/history.md) -------------------------------------------------------------------
+
+
+def movie_history(*, movie_id: int) -> QuerySet[MovieVersion]:
+    """A movie's recorded versions, newest first (`version_entries` reads a slice of them)."""
+    return MovieVersion.objects.filter(movie_id=movie_id).order_by("-version")
+
+
+def version_entries(queryset: QuerySet[MovieVersion]) -> list[VersionEntry]:
+    """The versions of a (sliced) queryset as VersionEntry rows, in its order: one query."""
+    return [VersionEntry._make(row) for row in queryset.values_list(*VersionEntry._fields)]
+
+
+def movie_versions_between(*, movie_id: int, first: int, last: int) -> list[VersionEntry]:
+    """A movie's recorded versions first..last (those that are kept), oldest first: one query."""
+    first, last = max(first, 1), min(last, MAX_VERSION)
+    return version_entries(
+        MovieVersion.objects.filter(movie_id=movie_id, version__gte=first, version__lte=last).order_by("version")
+    )
+
+
+def movie_version_snapshot(*, movie_id: int, version: int) -> dict[str, Any] | None:
+    """The movie as it was at `version` (its snapshot), or None if that version is not recorded."""
+    if not 1 <= version <= MAX_VERSION:
+        return None
+    snapshot: dict[str, Any] | None = (
+        MovieVersion.objects.filter(movie_id=movie_id, version=version).values_list("snapshot", flat=True).first()
+    )
+    return snapshot

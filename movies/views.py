@@ -18,7 +18,6 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
-from movieapi.errors import ProblemError, problem_for
 from movieapi.filtersets import CachedFormMixin
 from movieapi.idempotency import IdempotentCreateMixin
 from movieapi.lists import PlannedListMixin
@@ -34,6 +33,7 @@ from movies.filters import (
     has_list_parameters,
     unfiltered,
 )
+from movies.history_views import conflict_problem, conflicts_explained
 from movies.models import Genre, Movie, Person, Rating
 from movies.representation import movie_representation
 from movies.serializers import (
@@ -145,6 +145,7 @@ class MovieViewSet(
     lookup_value_regex = "[0-9]+"
     serializer_class = MovieSerializer
     filterset_class = MovieFilters
+    locked_row: MovieRow | None = None  # the row a write's If-Match was evaluated on (get_locked_object)
     pagination_class = MoviePages
     # A conditional GET (the detail; keyed by method, so the list is said to answer them too) answers 400 for a
     # malformed If-Match / If-None-Match and 412 for a failing If-Match; a DELETE 400 for a malformed one.
@@ -190,6 +191,7 @@ class MovieViewSet(
         services.movie_lock(movie_id=instance.id)
         row = selectors.movie_detail(movie_id=instance.id)
         assert row is not None  # locked above
+        self.locked_row = row  # a 412's changes_since reads its rating
         return row
 
     def filter_plan(self, queryset: QuerySet[Any]) -> ListPlan:
@@ -207,23 +209,22 @@ class MovieViewSet(
         """Save, based on the body's `version` (movie_update checks it: 409) or on the version If-Match names, checked
         with the movie locked until the write (412); a `version` in the body still wins."""
         if_match, if_none_match = self.request_preconditions()
-        try:
-            if if_match is None and if_none_match is None:
-                serializer.save()
-            else:
-                with transaction.atomic():
-                    serializer.save(expected_version=self.check_preconditions(serializer.instance))
-        except VersionConflict as conflict:
-            problem = problem_for(conflict)
-            assert isinstance(problem, ProblemError)
-            if conflict.current_row is not None:  # the row the failed write read: the ETag beside its version
-                problem.headers["ETag"] = self.etag_of(conflict.current_row)
-            raise problem from conflict
+        movie = serializer.instance
+        assert isinstance(movie, MovieRef)  # get_object's, for a write
+        with conflicts_explained(self, movie_id=movie.id, based_on=serializer.validated_data.get("version")):
+            try:
+                if if_match is None and if_none_match is None:
+                    serializer.save()
+                else:
+                    with transaction.atomic():
+                        serializer.save(expected_version=self.check_preconditions(serializer.instance))
+            except VersionConflict as conflict:
+                raise conflict_problem(conflict, self) from conflict
 
     def perform_destroy(self, instance: MovieRef) -> None:
         """Delete through the service; If-Match (`*`: whatever its version) or If-None-Match make it conditional."""
         if_match, if_none_match = self.request_preconditions()
-        with transaction.atomic():
+        with conflicts_explained(self, movie_id=instance.id, based_on=None), transaction.atomic():
             expected = None
             if if_match is not None or if_none_match is not None:
                 # The row stays locked until the delete: the version the preconditions passed on is still current.

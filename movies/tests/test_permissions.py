@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 from movieapi.urls import api_v1
 from movies.models import CastMember, Genre, Movie, Person, Rating
 from movies.tests.factories import GenreFactory, PersonFactory
+from movies.tests.history_recording import record
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +55,7 @@ def world(movie: Movie) -> World:
     Rating.objects.create(user=other, movie=movie, score=9)
     Movie.objects.filter(pk=movie.pk).update(rating_count=1, rating_sum=9)
     movie.refresh_from_db()
+    record(movie.pk)  # its version 1 in its history (a no-op once the database records versions itself)
     return World(
         movie=movie, spare_genre=GenreFactory.create(slug="unused"), spare_person=PersonFactory.create(), other=other
     )
@@ -131,6 +133,15 @@ CASES = [
     Case("movie put", "PUT", movie, body({"title": "Matrix", "year": 1999, "version": 1}), curators_only(200)),
     Case("movie patch", "PATCH", movie, body({"title": "Matrix", "version": 1}), curators_only(200)),
     Case("movie delete", "DELETE", movie, no_body, curators_only(204)),
+    Case("movie history", "GET", lambda w: f"{movie(w)}history/", no_body, curators_only(200)),
+    Case("movie version", "GET", lambda w: f"{movie(w)}history/1/", no_body, curators_only(200)),
+    Case(
+        "movie revert",
+        "POST",
+        lambda w: f"{movie(w)}revert/",
+        body({"to_version": 1, "version": 1}),
+        curators_only(200),
+    ),
     # `other` has rated the movie: nobody else's GET or DELETE reaches that rating.
     Case("rating get", "GET", rating, no_body, users_only(404)),
     Case("rating put", "PUT", rating, body({"score": 7}), users_only(201)),
