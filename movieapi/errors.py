@@ -80,6 +80,12 @@ class PreconditionRequired(ProblemError):
     )
 
 
+class HistoryGone(ProblemError):
+    status_code = status.HTTP_410_GONE
+    problem_type = PROBLEM_BASE + "history-gone"
+    title = "Gone"
+
+
 class PayloadTooLarge(ProblemError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     problem_type = PROBLEM_BASE + "payload-too-large"
@@ -116,6 +122,7 @@ _TITLES = {
     405: "Method not allowed",
     406: "Not acceptable",
     413: "Payload too large",
+    410: "Gone",
     415: "Unsupported media type",
     429: "Too many requests",
     500: "Internal server error",
@@ -182,6 +189,8 @@ def problem_for(error: Exception) -> exceptions.APIException | None:
         return StillReferencedProblem(error.message)
     if isinstance(error, catalogue.ImdbIdTaken):
         return exceptions.ValidationError({error.field: [error.message]})
+    if isinstance(error, catalogue.FeedHistoryGone):
+        return HistoryGone(error.message)
     if isinstance(error, catalogue.AccountGone):
         return exceptions.AuthenticationFailed(error.message)
     return ProblemError(error.message)

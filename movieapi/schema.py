@@ -59,6 +59,7 @@ _DESCRIPTIONS = {
     "404": "No such resource.",
     "406": "The Accept header excludes application/json.",
     "409": "Conflict: the resource changed or is still in use (`current_version` with a version conflict).",
+    "410": "Gone: history after this change-feed cursor was purged; re-sync (docs/change-feed.md).",
     "412": "If-Match does not match the current ETag.",
     "413": "Body over 1 MiB.",
     "414": "Request line (method, path and query) over 8190 bytes.",

@@ -61,3 +61,13 @@ class AccountGone(CatalogueError):
     """The user was deleted while their request ran."""
 
     default_message = "This account no longer exists."
+
+
+class FeedHistoryGone(CatalogueError):
+    """History after a change-feed cursor has been purged (retention): following on would skip changes."""
+
+    default_message = (
+        "Changes after this cursor are no longer kept (HISTORY_RETENTION_DAYS), so following on would miss some: "
+        "re-sync. Take a fresh cursor with GET /api/v1/changes/?after=now, then read the catalogue "
+        "(GET /api/v1/movies/), then follow the feed from that cursor."
+    )

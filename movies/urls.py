@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from movies import views
+from movies import feed, views
 
 # SimpleRouter: no API root view and no `.json` format-suffix twins of every route (the API speaks JSON only),
 # so a request is matched against half as many patterns.
@@ -14,4 +14,5 @@ urlpatterns = [
     *router.urls,
     re_path(r"^movies/(?P<pk>[0-9]+)/rating/$", views.RatingView.as_view(), name="movie-rating"),
     path("me/ratings/", views.MyRatingsView.as_view(), name="my-ratings"),
+    path("changes/", feed.ChangeFeedView.as_view(), name="changes"),
 ]
