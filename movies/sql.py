@@ -237,14 +237,16 @@ class FeedEntry(NamedTuple):
 # the purge horizon (models.FeedHorizon) lies beyond the cursor (then no entry is read: the answer is 410) and the
 # xmin; an empty page is one row of those two with NULL entry columns. Parameters: the cursor's xid and id twice,
 # then the limit.
-FEED_PAGE_SQL = f"""SELECT s.gone, s.xmin, e.movie_id, e.version, e.kind, e.at, e.xid, e.id
-FROM (SELECT EXISTS (SELECT FROM movies_feedhorizon h WHERE (h.xid, h.entry_id) > (%s, %s)) AS gone,
-             {FEED_XMIN_SQL} AS xmin) s
-LEFT JOIN LATERAL (
+FEED_PAGE_SQL = f"""WITH s AS (
+    SELECT EXISTS (SELECT FROM movies_feedhorizon h WHERE (h.xid, h.entry_id) > (%s, %s)) AS gone,
+           {FEED_XMIN_SQL} AS xmin
+)
+SELECT s.gone, s.xmin, e.movie_id, e.version, e.kind, e.at, e.xid, e.id
+FROM s LEFT JOIN LATERAL (
     SELECT v.movie_id, v.version, v.kind, v.at, v.xid, v.id FROM movies_movieversion v
     WHERE NOT s.gone AND (v.xid, v.id) > (%s, %s) AND v.xid < s.xmin
     ORDER BY v.xid, v.id LIMIT %s
-) e ON true
+) AS e(movie_id, version, kind, at, xid, id) ON true
 ORDER BY e.xid, e.id"""  # noqa: S608 (constant)
 # The position of "now": everything below the snapshot's xmin has been written (parameter: none).
 FEED_NOW_SQL = f"SELECT {FEED_XMIN_SQL}"

@@ -106,6 +106,13 @@ def test_bad_parameters_are_400_naming_them(anon: APIClient, db: None, params: d
     assert list(body["errors"]) == [field]
 
 
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "trace"])
+def test_other_methods_are_405(anon: APIClient, db: None, method: str) -> None:
+    response = anon.generic(method.upper(), URL)
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/problem+json"
+
+
 def test_the_limits_bounds_are_accepted(anon: APIClient, db: None) -> None:
     assert page(anon, limit="1")[0] == []
     assert page(anon, limit=str(FEED_MAX_LIMIT))[0] == []
