@@ -5,8 +5,9 @@ movies/search.py, movieapi/pagination.py: deferred join, cheap count, one statem
 as JSON), over one persistent psycopg connection per worker, and shapes each movie with the API's own Django-free
 movies.representation before writing the same JSON with orjson. Only what the
 bench asks is implemented: movie detail, the movie list with page, page_size, search, genre, year_min, year_max and
-ordering, and a curator's PATCH of `runtime` with `version` (bearer token, the same token and conditional UPDATE
-statements as the API, no rate limit). Served with the same gunicorn settings:
+ordering, a page of the change feed (`after`, `limit`: movies/changes.py and FEED_PAGE_SQL), and a curator's PATCH
+of `runtime` with `version` (bearer token, the same token and conditional UPDATE statements as the API, no rate
+limit). Served with the same gunicorn settings:
 `gunicorn bench.baseline_app:application -c gunicorn.conf.py`.
 """
 
@@ -24,9 +25,12 @@ from urllib.parse import parse_qs
 
 import orjson
 import psycopg
+from psycopg.types.numeric import Int8
 
+from movies.changes import FEED_DEFAULT_LIMIT, START, FeedPosition, decode_cursor, encode_cursor, entry_json, feed_page
 from movies.representation import movie_representation  # Django-free, as the API shapes a movie
 from movies.sql import (
+    FEED_PAGE_SQL,
     MOVIE_BY_ID_SQL,
     MOVIE_COLUMNS,
     MOVIE_VERSION_SQL,
@@ -324,6 +328,21 @@ def listing(query: dict[str, list[str]], url: str) -> tuple[str, bytes, list[tup
     return "200 OK", orjson.dumps(body, option=orjson.OPT_UTC_Z), []
 
 
+def changes(query: dict[str, list[str]]) -> tuple[str, bytes, list[tuple[str, str]]]:
+    """A page of the change feed, in the API's one statement; 410 behind purged history."""
+    try:
+        after: FeedPosition = decode_cursor(query["after"][0]) if "after" in query else START
+        limit = int(query.get("limit", [str(FEED_DEFAULT_LIMIT)])[0])
+    except ValueError:
+        return answer("400 Bad Request", "Not a cursor or a limit.")
+    xid, entry_id = Int8(after.xid), Int8(after.id)
+    page = feed_page(after, db().execute(FEED_PAGE_SQL, [xid, entry_id, xid, entry_id, Int8(limit)]).fetchall())
+    if page.gone:
+        return answer("410 Gone", "History after this cursor was purged.")
+    body = {"results": [entry_json(entry) for entry in page.entries], "next": encode_cursor(page.next)}
+    return "200 OK", orjson.dumps(body, option=orjson.OPT_UTC_Z), []
+
+
 DETAIL = re.compile(r"^/api/v1/movies/([0-9]+)/$")
 
 
@@ -341,6 +360,8 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
         query = parse_qs(environ.get("QUERY_STRING", ""))
         url = f"http://{environ.get('HTTP_HOST', 'localhost')}{path}"
         status, body, headers = listing(query, url)
+    elif path == "/api/v1/changes/":
+        status, body, headers = changes(parse_qs(environ.get("QUERY_STRING", "")))
     else:
         status, body, headers = "404 Not Found", b'{"status":404}', []
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers])

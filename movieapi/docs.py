@@ -98,6 +98,7 @@ class IndexView(APIView):
                     "genres": url("genre-list"),
                     "people": url("person-list"),
                     "my_ratings": url("my-ratings"),
+                    "changes": url("changes"),
                     "users": url("user-register"),
                     "tokens": url("token"),
                 },

@@ -112,6 +112,12 @@ class IdempotencyKeyReused(ProblemError):
     )
 
 
+class HistoryGone(ProblemError):
+    status_code = status.HTTP_410_GONE
+    problem_type = PROBLEM_BASE + "history-gone"
+    title = "Gone"
+
+
 class PayloadTooLarge(ProblemError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     problem_type = PROBLEM_BASE + "payload-too-large"
@@ -148,6 +154,7 @@ _TITLES = {
     405: "Method not allowed",
     406: "Not acceptable",
     413: "Payload too large",
+    410: "Gone",
     415: "Unsupported media type",
     422: "Unprocessable content",
     429: "Too many requests",
@@ -217,6 +224,8 @@ def problem_for(error: Exception) -> exceptions.APIException | None:
         return RevertImpossibleProblem(error.message, errors=error.errors)
     if isinstance(error, catalogue.ImdbIdTaken):
         return exceptions.ValidationError({error.field: [error.message]})
+    if isinstance(error, catalogue.FeedHistoryGone):
+        return HistoryGone(error.message)
     if isinstance(error, catalogue.AccountGone):
         return exceptions.AuthenticationFailed(error.message)
     return ProblemError(error.message)

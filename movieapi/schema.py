@@ -75,6 +75,7 @@ _DESCRIPTIONS = {
     "406": "The Accept header excludes application/json.",
     "409": "Conflict: the resource changed or is still in use (`current_version` and `changes_since` with a version "
     "conflict), or a request with this Idempotency-Key is still being processed (`Retry-After`).",
+    "410": "Gone: history after this change-feed cursor was purged; re-sync (docs/change-feed.md).",
     "412": "If-Match does not match the current ETag (`current_version`, and `changes_since` when the ETag is known).",
     "413": "Body over 1 MiB.",
     "414": "Request line (method, path and query) over 8190 bytes.",

@@ -143,6 +143,9 @@ TEMPLATES = [
 
 
 STATEMENT_TIMEOUT_MS = env_int("STATEMENT_TIMEOUT_MS", 5000)
+# Days of movie history (movies_movieversion) to keep; 0 keeps everything. Older entries may be purged; a change-feed
+# cursor behind a purged entry is answered 410 (docs/change-feed.md).
+HISTORY_RETENTION_DAYS = env_int("HISTORY_RETENTION_DAYS", 0)
 
 
 def _database() -> dict[str, object]:
@@ -281,7 +284,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    # One name for a history entry's kind, whichever serializer shows it.
+    "ENUM_NAME_OVERRIDES": {"MovieVersionKindEnum": "movies.models.MovieVersion.Kind"},
 }
 
 # One JSON object per line on stderr, each with the request id of the request it belongs to.

@@ -72,3 +72,13 @@ class RevertImpossible(CatalogueError):
         """errors: what stands in the way, by field (`to_version`, `genres`, `directors`, `cast`)."""
         super().__init__(message)
         self.errors = errors
+
+
+class FeedHistoryGone(CatalogueError):
+    """History after a change-feed cursor has been purged (retention): following on would skip changes."""
+
+    default_message = (
+        "Changes after this cursor are no longer kept (HISTORY_RETENTION_DAYS), so following on would miss some: "
+        "re-sync. Take a fresh cursor with GET /api/v1/changes/?after=now, then read the catalogue "
+        "(GET /api/v1/movies/), then follow the feed from that cursor."
+    )

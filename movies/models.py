@@ -283,3 +283,21 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.caller} {self.key!r}"
+
+
+class FeedHorizon(models.Model):
+    """The change feed's purge horizon: the furthest feed position (xid, id) of any MovieVersion ever deleted.
+
+    At most one row, moved only forward, written only by PostgreSQL's statement triggers on movies_movieversion
+    (migration 0012_feed_horizon), whatever deletes entries: the retention purge, a `psql` DELETE, a TRUNCATE. The
+    feed answers 410 to a cursor behind it: an entry that consumer has not been served may be gone."""
+
+    singleton = models.BooleanField(primary_key=True, default=True)
+    xid = models.BigIntegerField()
+    entry_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(singleton=True), name="feedhorizon_one_row")]
+
+    def __str__(self) -> str:
+        return f"feed horizon ({self.xid}, {self.entry_id})"

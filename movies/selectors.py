@@ -9,14 +9,19 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import connections
 from django.db.models import CharField, Prefetch, QuerySet, TextField
 from django.db.models.expressions import RawSQL
+from psycopg.types.numeric import Int8
 
 from movieapi.pagination import ListPlan
 from movieapi.postgres.prepared import prepared_cursor
+from movies.changes import FeedPage, FeedPosition, feed_page, now_position
+from movies.errors import FeedHistoryGone
 from movies.history import MAX_VERSION, VersionEntry
 from movies.models import CastMember, Genre, Movie, MovieVersion, Person, Rating
 from movies.sql import (
     CAST_SQL,
     DIRECTORS_SQL,
+    FEED_NOW_SQL,
+    FEED_PAGE_SQL,
     GENRE_IDS_SQL,
     GENRES_SQL,
     MOVIE_BY_ID_SQL,
@@ -171,3 +176,24 @@ def movie_version_snapshot(*, movie_id: int, version: int) -> dict[str, Any] | N
         MovieVersion.objects.filter(movie_id=movie_id, version=version).values_list("snapshot", flat=True).first()
     )
     return snapshot
+
+
+def change_feed_page(*, after: FeedPosition, limit: int) -> FeedPage:
+    """The change feed's page after a position: one statement (FEED_PAGE_SQL). FeedHistoryGone if entries after it
+    were purged."""
+    xid, entry_id = Int8(after.xid), Int8(after.id)  # one prepared statement, whatever the numbers' size
+    with prepared_cursor() as cursor:
+        cursor.execute(FEED_PAGE_SQL, [xid, entry_id, xid, entry_id, Int8(limit)])
+        rows = cursor.fetchall()
+    page = feed_page(after, rows)
+    if page.gone:
+        raise FeedHistoryGone()
+    return page
+
+
+def change_feed_now() -> FeedPosition:
+    """The feed's present: the position after every entry written by a transaction that has ended."""
+    with prepared_cursor() as cursor:
+        cursor.execute(FEED_NOW_SQL)
+        row = cursor.fetchone()
+    return now_position(int(row[0]))

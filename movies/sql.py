@@ -211,3 +211,42 @@ def represented_update_sql(update_sql: str) -> str:
 
 
 GENRE_IDS_SQL = "SELECT slug, id FROM movies_genre WHERE slug = ANY(%s)"
+
+
+# ---- the change feed (movies/changes.py, movies/feed.py; docs/change-feed.md) ---------------------------------
+
+# The oldest transaction still in flight, cluster-wide (every transaction below it has ended): the feed serves only
+# entries written below it, so nothing can still appear behind a cursor. As a bigint, like `movieversion.xid`
+# (`pg_current_xact_id()::text::bigint`).
+FEED_XMIN_SQL = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+
+class FeedEntry(NamedTuple):
+    """One history entry as the feed serves it, with its feed position (xid, id)."""
+
+    movie_id: int
+    version: int
+    kind: str
+    at: datetime
+    xid: int
+    id: int
+
+
+# A page of the feed in one statement, one range scan of the (xid, id) index: the entries after the cursor (xid, id)
+# written by transactions below the snapshot's xmin, in (xid, id) order, up to the limit. Each row also says whether
+# the purge horizon (models.FeedHorizon) lies beyond the cursor (then no entry is read: the answer is 410) and the
+# xmin; an empty page is one row of those two with NULL entry columns. Parameters: the cursor's xid and id twice,
+# then the limit.
+FEED_PAGE_SQL = f"""WITH s AS (
+    SELECT EXISTS (SELECT FROM movies_feedhorizon h WHERE (h.xid, h.entry_id) > (%s, %s)) AS gone,
+           {FEED_XMIN_SQL} AS xmin
+)
+SELECT s.gone, s.xmin, e.movie_id, e.version, e.kind, e.at, e.xid, e.id
+FROM s LEFT JOIN LATERAL (
+    SELECT v.movie_id, v.version, v.kind, v.at, v.xid, v.id FROM movies_movieversion v
+    WHERE NOT s.gone AND (v.xid, v.id) > (%s, %s) AND v.xid < s.xmin
+    ORDER BY v.xid, v.id LIMIT %s
+) AS e(movie_id, version, kind, at, xid, id) ON true
+ORDER BY e.xid, e.id"""  # noqa: S608 (constant)
+# The position of "now": everything below the snapshot's xmin has been written (parameter: none).
+FEED_NOW_SQL = f"SELECT {FEED_XMIN_SQL}"

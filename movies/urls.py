@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from movies import history_views, views
+from movies import feed, history_views, views
 
 # SimpleRouter: no API root view and no `.json` format-suffix twins of every route (the API speaks JSON only),
 # so a request is matched against half as many patterns.
@@ -21,4 +21,5 @@ urlpatterns = [
         name="movie-version",
     ),
     re_path(r"^movies/(?P<pk>[0-9]+)/revert/$", history_views.MovieRevertView.as_view(), name="movie-revert"),
+    path("changes/", feed.ChangeFeedView.as_view(), name="changes"),
 ]

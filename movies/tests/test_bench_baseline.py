@@ -26,6 +26,7 @@ from movies.models import Movie
 from movies.rules import MAX_RUNTIME
 from movies.services import _conditional_update_sql
 from movies.sql import represented_update_sql
+from movies.tests.feed_writers import commit_one, wait_until_ended
 
 
 @pytest.fixture
@@ -115,3 +116,18 @@ def test_baseline_search_answers_as_the_api(baseline: ModuleType, movie: Movie, 
             assert [m["id"] for m in answer["results"]] == [m["id"] for m in api["results"]], params
             assert answer["count"] == api["count"], params
             assert api["results"], f"{params}: an accented title, a typo or an overview word"
+
+
+def test_baseline_feed_answers_as_the_api(baseline: ModuleType, transactional_db: None, anon: APIClient) -> None:
+    last = (0, 0)
+    for version in (1, 2, 3):
+        last = commit_one(11, version, "created" if version == 1 else "updated")
+    wait_until_ended(last[0])
+    cursor: str | None = None
+    for _ in range(3):  # two pages of two, then the empty page
+        params = {"limit": "2", **({"after": cursor} if cursor else {})}
+        status, answer = call(baseline, "GET", "/api/v1/changes/", QUERY_STRING=urlencode(params))
+        api = anon.get("/api/v1/changes/", params).json()
+        assert (status, answer) == (200, api)
+        cursor = api["next"]
+    assert answer["results"] == []

@@ -190,6 +190,7 @@ CASES = [
     ),
     Case("log out", "DELETE", lambda w: "/api/v1/tokens/current/", no_body, users_only(204)),
     Case("my ratings", "GET", lambda w: "/api/v1/me/ratings/", no_body, users_only(200)),
+    Case("change feed", "GET", lambda w: "/api/v1/changes/", no_body, everyone(200)),
 ]
 
 
