@@ -258,6 +258,14 @@ REST_FRAMEWORK = {
     },
 }
 
+# Days of movie history kept (docs/history.md): `manage.py purge_history` deletes older versions (never a movie's
+# latest), and a change-feed cursor older than that is answered 410. Unset or 0: everything is kept.
+HISTORY_RETENTION_DAYS: int | None = env_int("HISTORY_RETENTION_DAYS", 0) or None
+if HISTORY_RETENTION_DAYS is not None and HISTORY_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured(
+        f"HISTORY_RETENTION_DAYS must be 0 (keep all) or a number of days, got {HISTORY_RETENTION_DAYS}"
+    )
+
 # Proxies in front of gunicorn that append to X-Forwarded-For; 0 trusts no such header (movieapi.client_ip).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # Prefix of the rate-limit counters in the shared store, for sharing one Redis between deployments.

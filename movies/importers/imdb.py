@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from movies.history import ImportSource
 from movies.importers.cleaning import NAME_ID, TITLE_ID, clean_int, clean_text, copy_text
 from movies.importers.progress import Progress
 from movies.importers.readers import external_genres, find_file, open_text
@@ -73,6 +74,11 @@ class ImdbSource(Source):
     name = "imdb"
     parallel = True
     renames_people = True
+
+    @property
+    def history_source(self) -> ImportSource:
+        """`imdb`."""
+        return "imdb"
 
     def __init__(self, folder: Path, genre_names: dict[str, str]) -> None:
         self.folder, self.genre_names = folder, genre_names

@@ -11,6 +11,7 @@ import psycopg
 from django.db import OperationalError, transaction
 
 from movies import services
+from movies.history import Actor
 from movies.importers.matching import Matcher
 from movies.importers.records import BatchConflict, Counts, InputUnusable, MovieRecord, PersonRef, RowError
 from movies.importers.sources import Source
@@ -144,6 +145,7 @@ class BatchWriter(Matcher):
             changed=[
                 services.MovieImportChange(row[0], row[1], plan.values, plan.sources, plan.bump) for row, plan in plans
             ],
+            actor=Actor.importer(self.source.history_source),
         )
         if written.changed != len(plans):
             raise BatchConflict
