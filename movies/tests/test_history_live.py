@@ -100,6 +100,8 @@ def test_a_storm_of_writes_imports_and_ratings_leaves_gap_free_histories_equal_t
                 status, answer = request(live_gunicorn, "PUT", f"/api/v1/movies/{movie_id}/", token, change)
             if status == 200:
                 show(answer)
+                if answer["version"] != body["version"] + 1:  # each accepted write is exactly one version
+                    errors.append(f"write of version {body['version']} answered version {answer['version']}")
             elif status != 409:
                 errors.append(f"write {status} {answer}")
 
