@@ -139,14 +139,22 @@ BEGIN
     RETURN NULL;
   END IF;
   IF TG_OP = 'INSERT' THEN
+    -- A movie created, deleted and created again under the same id in one transaction: one entry, its last state.
     INSERT INTO movies_movieversion (movie_id, version, kind, at, actor, snapshot, xid)
     VALUES (NEW.id, NEW.version, 'created', NEW.updated_at, movies_history_actor(), snap,
-            pg_current_xact_id()::text::bigint);
+            pg_current_xact_id()::text::bigint)
+    ON CONFLICT (movie_id, version) DO NOTHING;
+    IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM movies_movieversion h WHERE h.movie_id = NEW.id
+                                 AND h.version = NEW.version AND h.xid = pg_current_xact_id()::text::bigint) THEN
+      RAISE EXCEPTION 'movie %: this id has a history already (a deleted movie''s id is never reused)', NEW.id
+        USING ERRCODE = 'unique_violation', HINT = 'Let the sequence choose the id of a new movie.';
+    END IF;
   ELSE
     INSERT INTO movies_movieversion (movie_id, version, kind, at, actor, snapshot, xid)
     SELECT NEW.id, v, 'updated', NEW.updated_at, movies_history_actor(), jsonb_set(snap, '{{version}}', to_jsonb(v)),
            pg_current_xact_id()::text::bigint
-      FROM generate_series(OLD.version + 1, NEW.version) AS v;
+      FROM generate_series(OLD.version + 1, NEW.version) AS v
+    ON CONFLICT (movie_id, version) DO NOTHING;
   END IF;
   RETURN NULL;
 END

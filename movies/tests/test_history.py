@@ -350,3 +350,15 @@ def test_the_sql_names_the_models_tables_and_columns() -> None:
     assert columns == {"id", "movie_id", "version", "kind", "at", "actor", "snapshot", "xid"}
     assert set(history_sql.TRACKED_COLUMNS) <= {field.column for field in Movie._meta.concrete_fields}
     assert Genre._meta.db_table == "movies_genre"
+
+
+def test_a_deleted_movies_id_is_never_reused(catalogue: dict[str, Any]) -> None:
+    movie = MovieFactory.create(title="Gone for good", year=2000)
+    Movie.objects.filter(pk=movie.pk).delete()
+    with pytest.raises(psycopg.errors.UniqueViolation, match="never reused"):
+        raw_sql(
+            "INSERT INTO movies_movie (id, title, year, overview, version, rating_count, rating_sum, created_at,"
+            " updated_at) VALUES (%s, 'Impostor', 2000, '', 1, 0, 0, now(), now())",
+            params=[movie.pk],
+        )
+    assert [(entry.version, entry.kind) for entry in entries(movie.pk)] == [(1, "created"), (2, "deleted")]
