@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import re
 import time
@@ -74,11 +75,12 @@ WHERE u.is_superuser
    OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
                JOIN auth_user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = u."id")
 ) FROM "knox_authtoken" t JOIN "auth_user" u ON u."id" = t."user_id" WHERE t.token_key = %s"""  # noqa: S105 (SQL, not a password)
-TOKEN_DIGEST, TOKEN_EXPIRY, USER_IS_ACTIVE, USER_PERMISSIONS = 0, 4, 14, 16
+TOKEN_DIGEST, TOKEN_EXPIRY, USER_ID, USER_NAME, USER_IS_ACTIVE, USER_PERMISSIONS = 0, 4, 5, 9, 14, 16
 TOKEN_KEY_LENGTH = 15  # knox CONSTANTS.TOKEN_KEY_LENGTH
 RUNTIME_UPDATE_SQL = represented_update_sql(
     'UPDATE "movies_movie" SET "runtime" = %s, field_sources = field_sources || \'{"runtime": "curator"}\'::jsonb, '
     "version = version + 1, updated_at = statement_timestamp() WHERE id = %s AND version = %s"
+    " AND set_config('movieapi.actor', %s, true) IS NOT NULL"  # the writer, for the history (docs/history.md)
 )
 MAX_RUNTIME = 60000  # movies.models.MAX_RUNTIME
 
@@ -116,25 +118,28 @@ def answer(status: str, problem: str) -> tuple[str, bytes, list[tuple[str, str]]
     return status, orjson.dumps({"status": int(status[:3]), "detail": problem}), []
 
 
-def curator(environ: dict[str, Any]) -> str | None:
-    """None if the bearer token is a live token of an active user holding `movies.change_movie`, else the refusal's
-    status (knox's checks: the key prefix finds the rows, the SHA-512 digest must match, expired is refused)."""
+def curator(environ: dict[str, Any]) -> tuple[str | None, str]:
+    """(None, the writer as the history records it) if the bearer token is a live token of an active user holding
+    `movies.change_movie`, else (the refusal's status, "") (knox's checks: the key prefix finds the rows, the SHA-512
+    digest must match, expired is refused)."""
     scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        return "401 Unauthorized"
+        return "401 Unauthorized", ""
     digest = hashlib.sha512(token.encode()).hexdigest()
     for row in db().execute(TOKEN_SQL, [token[:TOKEN_KEY_LENGTH]]).fetchall():
         expiry = row[TOKEN_EXPIRY]
         if hmac.compare_digest(digest, row[TOKEN_DIGEST]) and (expiry is None or expiry >= datetime.now(UTC)):
             if not row[USER_IS_ACTIVE]:
-                return "401 Unauthorized"
-            return None if "movies.change_movie" in row[USER_PERMISSIONS] else "403 Forbidden"
-    return "401 Unauthorized"
+                return "401 Unauthorized", ""
+            if "movies.change_movie" not in row[USER_PERMISSIONS]:
+                return "403 Forbidden", ""
+            return None, json.dumps({"kind": "user", "id": row[USER_ID], "username": row[USER_NAME]})
+    return "401 Unauthorized", ""
 
 
 def patch(movie_id: int, environ: dict[str, Any]) -> tuple[str, bytes, list[tuple[str, str]]]:
     """A curator's PATCH of `runtime` based on `version`: 200 with the new representation, 409 if stale."""
-    refused = curator(environ)
+    refused, actor = curator(environ)
     if refused:
         return answer(refused, "Not allowed.")
     try:
@@ -151,7 +156,7 @@ def patch(movie_id: int, environ: dict[str, Any]) -> tuple[str, bytes, list[tupl
         or version < 1
     ):
         return answer("400 Bad Request", "Send runtime (1-60000 or null) and version.")
-    rows = movies(RUNTIME_UPDATE_SQL, [runtime, movie_id, version])
+    rows = movies(RUNTIME_UPDATE_SQL, [runtime, movie_id, version, actor])
     if not rows:
         current = db().execute(MOVIE_VERSION_SQL, [movie_id]).fetchone()
         return answer("409 Conflict" if current else "404 Not Found", "Stale version." if current else "No such movie.")

@@ -2,9 +2,12 @@
 time `export_movies` of what it loaded.
 
     python bench/import_bench.py [--movies 200000] [--batch-size 5000] [--database movieapi_bench_import]
+                                 [--without-history]
 
 Prints movies/s (created movies over the import's wall time, genres, directors and cast included)
-and the peak RSS of the import process. Targets (issue 6): >= 5,000 movies/s, < 300 MB.
+and the peak RSS of the import process. Targets (issue 6): >= 5,000 movies/s, < 300 MB. Then the history the import
+recorded: its entries and their bytes per version (docs/history.md); --without-history drops the history's triggers
+after migrating, to measure what recording costs.
 Then the same two figures for the export of the whole catalogue, as JSON Lines and as gzipped CSV
 (issue 15: at least the import's speed, memory flat).
 The data is deterministic (seeded) and cached in bench/.cache/imdb-<movies>/.
@@ -83,6 +86,7 @@ def main() -> None:
     parser.add_argument("--movies", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--database", default=BENCH_DB, help="The database to (re)create and fill.")
+    parser.add_argument("--without-history", action="store_true", help="Drop the history's triggers first.")
     args = parser.parse_args()
 
     folder = ROOT / "bench" / ".cache" / f"imdb-{args.movies}"
@@ -95,14 +99,23 @@ def main() -> None:
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SECRET_KEY": key}
     manage = [sys.executable, str(ROOT / "manage.py")]
     migrate(env)
+    import psycopg
+
+    if args.without_history:
+        sys.path.insert(0, str(ROOT))
+        from movies.history_sql import UNINSTALL_SQL
+
+        with psycopg.connect(url) as conn:
+            conn.execute(UNINSTALL_SQL)
 
     code, elapsed, peak_mb = run_measured(
         [*manage, "import_movies", str(folder), "--batch-size", str(args.batch_size)], env
     )
 
-    import psycopg
-
     with psycopg.connect(url) as conn:
+        versions, history_bytes = conn.execute(
+            "SELECT count(*), pg_total_relation_size('movies_movieversion') FROM movies_movieversion"
+        ).fetchone() or (0, 0)
         movies, cast, directors, people = conn.execute(
             "SELECT (SELECT count(*) FROM movies_movie), (SELECT count(*) FROM movies_cast),"
             " (SELECT count(*) FROM movies_movie_directors), (SELECT count(*) FROM movies_person)"
@@ -110,6 +123,8 @@ def main() -> None:
     print(f"import exit {code}: {movies:,} movies, {cast:,} cast rows, {directors:,} director links, {people:,} people")
     print(f"import_movies: {elapsed:.1f}s, {movies / elapsed:,.0f} movies/s (target >= 5,000)")
     print(f"peak RSS of the import process: {peak_mb:,.0f} MB (target < 300 MB)")
+    per_version = f"{history_bytes / versions:,.0f} bytes per version" if versions else "history off"
+    print(f"history: {versions:,} versions, {history_bytes / 1e6:,.0f} MB with indexes, {per_version}")
 
     with tempfile.TemporaryDirectory(prefix="movieapi-export-") as folder_out:
         for name in ("export.jsonl", "export.csv.gz"):

@@ -143,9 +143,6 @@ TEMPLATES = [
 
 
 STATEMENT_TIMEOUT_MS = env_int("STATEMENT_TIMEOUT_MS", 5000)
-# Days of movie history (movies_movieversion) to keep; 0 keeps everything. Older entries may be purged; a change-feed
-# cursor behind a purged entry is answered 410 (docs/change-feed.md).
-HISTORY_RETENTION_DAYS = env_int("HISTORY_RETENTION_DAYS", 0)
 
 
 def _database() -> dict[str, object]:
@@ -260,6 +257,14 @@ REST_FRAMEWORK = {
         "global": env_str("THROTTLE_GLOBAL_RATE", "2000/s"),
     },
 }
+
+# Days of movie history kept (docs/history.md): `manage.py purge_history` deletes older versions (never a movie's
+# latest), and a change-feed cursor behind a purged entry is answered 410 (docs/change-feed.md). Unset or 0: all kept.
+HISTORY_RETENTION_DAYS: int | None = env_int("HISTORY_RETENTION_DAYS", 0) or None
+if HISTORY_RETENTION_DAYS is not None and HISTORY_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured(
+        f"HISTORY_RETENTION_DAYS must be 0 (keep all) or a number of days, got {HISTORY_RETENTION_DAYS}"
+    )
 
 # Proxies in front of gunicorn that append to X-Forwarded-For; 0 trusts no such header (movieapi.client_ip).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)

@@ -24,6 +24,7 @@ from movies.errors import MovieNotFound, StillReferenced, VersionConflict
 from movies.models import CastMember, Genre, Movie, Person, Rating
 from movies.rules import MIN_YEAR, PROVENANCE_FIELDS, max_year
 from movies.search import search_genres, search_movies, search_people
+from movies.versions import Actor
 
 
 class ServiceDeleteMixin(admin.ModelAdmin):
@@ -338,10 +339,14 @@ class MovieAdmin(MovieHistoryAdminMixin, FastListMixin, admin.ModelAdmin):
             if cast is not None and cast.has_changed():
                 claimed.append("cast")
             form.instance.version = services.movie_update(
-                movie_id=form.instance.pk, expected_version=cleaned["based_on_version"], data=data, claimed=claimed
+                movie_id=form.instance.pk,
+                expected_version=cleaned["based_on_version"],
+                data=data,
+                actor=Actor.admin(request.user),
+                claimed=claimed,
             ).version
         else:
-            movie = services.movie_create(data=data)
+            movie = services.movie_create(data=data, actor=Actor.admin(request.user))
             for name in ("id", "version", "created_at", "updated_at"):
                 setattr(form.instance, name, getattr(movie, name))
         for formset in formsets:  # construct_change_message reads these
@@ -352,12 +357,12 @@ class MovieAdmin(MovieHistoryAdminMixin, FastListMixin, admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Movie) -> None:
         """Delete through the service."""
-        services.movie_delete(movie_id=obj.pk)
+        services.movie_delete(movie_id=obj.pk, actor=Actor.admin(request.user))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Movie]) -> None:
         """Bulk delete, one movie at a time through the service."""
         for pk in queryset.values_list("pk", flat=True):
-            services.movie_delete(movie_id=pk)
+            services.movie_delete(movie_id=pk, actor=Actor.admin(request.user))
 
 
 @admin.register(Rating)

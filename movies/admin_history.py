@@ -19,6 +19,7 @@ from movies import revert, selectors
 from movies.errors import MovieNotFound, RevertImpossible, VersionConflict
 from movies.history import MAX_VERSION, changes_since, history_entry
 from movies.models import Movie
+from movies.versions import Actor
 
 # Versions per page of the admin's history.
 HISTORY_PAGE_SIZE = 50
@@ -173,7 +174,9 @@ class MovieHistoryAdminMixin(admin.ModelAdmin):
             return HttpResponseRedirect(history_url)
         based_on = int(raw)
         try:
-            written = revert.movie_revert(movie_id=movie_id, to_version=version, expected_version=based_on)
+            written = revert.movie_revert(
+                movie_id=movie_id, to_version=version, expected_version=based_on, actor=Actor.admin(request.user)
+            )
         except VersionConflict as conflict:
             summary = conflict_summary(movie_id=movie_id, opened=based_on, current=conflict.current_version)
             messages.error(

@@ -44,6 +44,7 @@ from movies.models import MovieVersion
 from movies.representation import movie_representation
 from movies.serializers import MovieRef, MovieSerializer
 from movies.sql import MovieRow
+from movies.versions import Actor
 
 # How many versions back an If-Match ETag is looked for, to say what changed since (412).
 ETAG_LOOKBACK = 100
@@ -258,7 +259,12 @@ class MovieRevertView(ConditionalRequestMixin, generics.GenericAPIView):
                 expected = locked if expected is None else expected
             assert expected is not None
             try:
-                written = revert.movie_revert(movie_id=movie_id, to_version=to_version, expected_version=expected)
+                written = revert.movie_revert(
+                    movie_id=movie_id,
+                    to_version=to_version,
+                    expected_version=expected,
+                    actor=Actor.user(request.user),
+                )
             except VersionConflict as conflict:
                 raise conflict_problem(conflict, self) from conflict
         row = written.row or selectors.movie_detail(movie_id=movie_id)

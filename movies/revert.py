@@ -10,6 +10,7 @@ from typing import Any
 from movies import selectors, services
 from movies.errors import MovieNotFound, RevertImpossible
 from movies.models import Genre, Person
+from movies.versions import Actor
 
 
 def snapshot_data(snapshot: Mapping[str, Any]) -> services.MovieData:
@@ -48,7 +49,7 @@ def snapshot_data(snapshot: Mapping[str, Any]) -> services.MovieData:
     }
 
 
-def movie_revert(*, movie_id: int, to_version: int, expected_version: int) -> services.MovieWritten:
+def movie_revert(*, movie_id: int, to_version: int, expected_version: int, actor: Actor) -> services.MovieWritten:
     """Write version `to_version` of the movie again, as a new version, if the movie is still at expected_version
     (VersionConflict otherwise, MovieNotFound if it is gone, RevertImpossible if that version cannot be written)."""
     snapshot = selectors.movie_version_snapshot(movie_id=movie_id, version=to_version)
@@ -59,4 +60,6 @@ def movie_revert(*, movie_id: int, to_version: int, expected_version: int) -> se
             f"This movie has no recorded version {to_version}. GET its history/ for the versions there are.",
             errors={"to_version": [f"No version {to_version} is recorded for this movie."]},
         )
-    return services.movie_update(movie_id=movie_id, expected_version=expected_version, data=snapshot_data(snapshot))
+    return services.movie_update(
+        movie_id=movie_id, expected_version=expected_version, data=snapshot_data(snapshot), actor=actor
+    )

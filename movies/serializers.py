@@ -166,8 +166,9 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
     check and the write to `services.movie_update`, the one versioned write path.
     """
 
-    # (The docstring above is the schema's.) If-Match reaches `update` as `save(expected_version=…)`; `create` and
-    # `update` return the movie's representation row, which `to_representation` shows.
+    # (The docstring above is the schema's.) If-Match reaches `update` as `save(expected_version=…)`, the writer (the
+    # history's `Actor`) as `save(actor=…)`; `create` and `update` return the movie's representation row, which
+    # `to_representation` shows.
 
     read_only_input = frozenset({"id", "rating", "created_at", "updated_at"})
     precondition_fields = frozenset({"version"})
@@ -263,7 +264,8 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
     def create(self, validated_data: dict[str, Any]) -> MovieRow:
         """Create through the service; the movie as created."""
         validated_data.pop("version", None)
-        movie = services.movie_create(data=validated_data)  # type: ignore[arg-type]
+        actor = validated_data.pop("actor")
+        movie = services.movie_create(data=validated_data, actor=actor)  # type: ignore[arg-type]
         return _as_written(movie.pk)
 
     def update(self, instance: MovieRef, validated_data: dict[str, Any]) -> MovieRow:
@@ -271,10 +273,12 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
         the `expected_version` the view saves with (If-Match). The movie as written."""
         expected = validated_data.pop("version", None)
         named = validated_data.pop("expected_version", None)
+        actor = validated_data.pop("actor")
         written = services.movie_update(
             movie_id=instance.id,
             expected_version=named if expected is None else expected,
             data=validated_data,  # type: ignore[arg-type]
+            actor=actor,
         )
         # The write's own statement reads the row when it changed the row alone.
         return _as_written(instance.id) if written.row is None else written.row

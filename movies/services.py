@@ -2,7 +2,8 @@
 
 The movie, its genres, directors and cast are one aggregate with one `version`: every write
 to it goes through `movie_create`, `movie_update` or `movie_delete`, and `movie_update` makes
-the version check and the write one atomic step.
+the version check and the write one atomic step. Each names its writer (`actor`), which PostgreSQL
+records with the version (docs/history.md).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from movies import sql as sql_texts
 from movies.errors import AccountGone, ImdbIdTaken, MovieNotFound, RatingNotFound, StillReferenced, VersionConflict
 from movies.models import CastMember, Genre, Movie, Person, Rating
 from movies.rules import CURATOR, SCALAR_FIELDS
+from movies.versions import Actor, actor_set
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,12 @@ def _write_relations(movie: Movie, data: MovieData) -> None:
         )
 
 
-def movie_create(*, data: MovieData) -> Movie:
+def movie_create(*, data: MovieData, actor: Actor) -> Movie:
     """Create a movie aggregate at version 1."""
     fields: dict[str, Any] = {name: data[name] for name in SCALAR_FIELDS if name in data}  # type: ignore[literal-required]
     try:
         with transaction.atomic():
+            actor_set(actor=actor)
             # A new movie's empty fields were not set by anyone: an import may still fill them.
             claims = sorted(name for name, value in data.items() if value not in (None, "") and value != [])
             movie = Movie.objects.create(**fields, field_sources=dict.fromkeys(claims, CURATOR))
@@ -93,7 +96,7 @@ class MovieWritten:
 
 
 def movie_update(
-    *, movie_id: int, expected_version: int, data: MovieData, claimed: Collection[str] | None = None
+    *, movie_id: int, expected_version: int, data: MovieData, actor: Actor, claimed: Collection[str] | None = None
 ) -> MovieWritten:
     """Apply data to the movie if it is still at expected_version.
 
@@ -112,7 +115,9 @@ def movie_update(
     try:
         with transaction.atomic() if relations else contextlib.nullcontext():
             claims = tuple(sorted(data.keys() if claimed is None else claimed))
-            updated, row = _conditional_update(movie_id, expected_version, fields, claims, represent=not relations)
+            updated, row = _conditional_update(
+                movie_id, expected_version, fields, claims, actor=actor, represent=not relations
+            )
             if not updated:
                 # The whole row, not just its version: the API's 409 carries the current ETag too.
                 current_row = selectors.movie_detail(movie_id=movie_id)
@@ -152,28 +157,36 @@ def _conditional_update_sql(names: tuple[str, ...], claims: tuple[str, ...] = ()
     if claims:
         claimed = json.dumps(dict.fromkeys(claims, CURATOR)).replace("'", "''")  # field names only
         sources = f"field_sources || '{claimed}'::jsonb"
-    return write_sql.versioned_update_sql([(_column(name), "%s") for name in names], field_sources=sources)
+    return write_sql.versioned_update_sql([(_column(name), "%s") for name in names], field_sources=sources, actor=True)
 
 
 # Fast path: versioned write statement.
 # Replaces: an ORM update compiled per request inside a transaction, then a re-read of the movie.
-# Why: a curator's PATCH 11 -> 2 round trips; ~4.9 -> ~1.9 ms of in-process CPU.
+# Why: a curator's PATCH 11 -> 2 round trips; ~4.9 -> ~1.9 ms of in-process CPU. The writer's name for the history
+# travels in the same statement (its WHERE sets it for the statement's transaction), so it stays 2.
 # Equal: movies/tests/test_movies_api.py::test_if_match_current_etag_succeeds_and_returns_new_etag
 # Off: none: the versioned write has one path (pinned by test_versioned_patch_query_budget).
 def _conditional_update(
-    movie_id: int, expected_version: int, fields: dict[str, Any], claims: tuple[str, ...], *, represent: bool
+    movie_id: int,
+    expected_version: int,
+    fields: dict[str, Any],
+    claims: tuple[str, ...],
+    *,
+    actor: Actor,
+    represent: bool,
 ) -> tuple[bool, sql_texts.MovieRow | None]:
     """The versioned write as one prepared statement (a curator's PATCH sends it on every request): whether it
     changed the movie, and (represent) the movie's representation row after it."""
     names = tuple(sorted(fields))
     values = [_movie_field(name).get_db_prep_save(fields[name], connection) for name in names]
     sql = _conditional_update_sql(names, claims)
+    params = [*values, movie_id, expected_version, actor.as_json()]
     if not represent:
         with prepared_cursor() as cursor:
-            cursor.execute(sql, [*values, movie_id, expected_version])
+            cursor.execute(sql, params)
             return cursor.rowcount > 0, None
     with prepared_cursor(row_factory=sql_texts.movie_row) as cursor:
-        cursor.execute(sql_texts.represented_update_sql(sql), [*values, movie_id, expected_version])
+        cursor.execute(sql_texts.represented_update_sql(sql), params)
         row: sql_texts.MovieRow | None = cursor.fetchone()
         return row is not None, row
 
@@ -234,6 +247,7 @@ def movie_import_batch(
     cursor: psycopg.Cursor[Any],
     created: Sequence[tuple[ImportedValues, Mapping[str, str]]],
     changed: Sequence[MovieImportChange],
+    actor: Actor,
 ) -> MovieImportWritten:
     """Write the movie rows of an import's batch in the caller's transaction, one statement each: the new movies
     (values, provenance) at version 1, and the changes as versioned writes of rows the caller has locked.
@@ -242,6 +256,8 @@ def movie_import_batch(
     then rolls the batch back. The relations are the caller's, on the same cursor (COPY).
     """
     created_ids: list[int] = []
+    if created or changed:
+        actor_set(actor=actor, cursor=cursor)
     if created:
         cursor.execute(
             write_sql.IMPORT_INSERT_SQL,
@@ -271,9 +287,11 @@ def movie_import_batch(
     return MovieImportWritten(created=created_ids, changed=cursor.rowcount)
 
 
-def movie_delete(*, movie_id: int, expected_version: int | None = None) -> None:
-    """Delete a movie (and its credits and ratings); with expected_version, only if it is still current."""
+def movie_delete(*, movie_id: int, actor: Actor, expected_version: int | None = None) -> None:
+    """Delete a movie (and its credits and ratings); with expected_version, only if it is still current. Its history
+    stays, ending with a `deleted` entry."""
     with transaction.atomic():
+        actor_set(actor=actor)
         # Lock the row before the cascade, as rating writes do: the cascade then sees every committed
         # rating, and no rater holding the movie waits for a rating row this delete already took (deadlock).
         Movie.objects.select_for_update().filter(pk=movie_id).values_list("pk").first()

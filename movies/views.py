@@ -47,6 +47,7 @@ from movies.serializers import (
     RatingWriteSerializer,
 )
 from movies.sql import MovieRow
+from movies.versions import Actor
 
 
 class MovieFilters(CachedFormMixin, MovieFilterSet):
@@ -205,19 +206,24 @@ class MovieViewSet(
         plan = self.filter_plan(self.get_queryset())
         return self.get_paginated_response(self.list_paginator.paginate_plan(plan, request, view=self))
 
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        """Save as the caller (the history records who wrote each version)."""
+        serializer.save(actor=Actor.user(self.request.user))
+
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        """Save, based on the body's `version` (movie_update checks it: 409) or on the version If-Match names, checked
-        with the movie locked until the write (412); a `version` in the body still wins."""
+        """Save as the caller, based on the body's `version` (movie_update checks it: 409) or on the version If-Match
+        names, checked with the movie locked until the write (412); a `version` in the body still wins."""
         if_match, if_none_match = self.request_preconditions()
+        actor = Actor.user(self.request.user)
         movie = serializer.instance
         assert isinstance(movie, MovieRef)  # get_object's, for a write
         with conflicts_explained(self, movie_id=movie.id, based_on=serializer.validated_data.get("version")):
             try:
                 if if_match is None and if_none_match is None:
-                    serializer.save()
+                    serializer.save(actor=actor)
                 else:
                     with transaction.atomic():
-                        serializer.save(expected_version=self.check_preconditions(serializer.instance))
+                        serializer.save(expected_version=self.check_preconditions(serializer.instance), actor=actor)
             except VersionConflict as conflict:
                 raise conflict_problem(conflict, self) from conflict
 
@@ -229,7 +235,7 @@ class MovieViewSet(
             if if_match is not None or if_none_match is not None:
                 # The row stays locked until the delete: the version the preconditions passed on is still current.
                 expected = self.check_preconditions(instance)
-            services.movie_delete(movie_id=instance.id, expected_version=expected)
+            services.movie_delete(movie_id=instance.id, expected_version=expected, actor=Actor.user(self.request.user))
 
     def handle_exception(self, exc: Exception) -> Response:
         """A refused write body on a missing movie is 404, as DRF's get_object would have answered before validating.

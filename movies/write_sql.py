@@ -7,6 +7,8 @@ movies/tests/test_movie_sql.py pins every table and column named here to them.
 
 from collections.abc import Sequence
 
+from movies.history_sql import ACTOR_CONDITION_SQL
+
 MOVIE_TABLE = "movies_movie"
 # The time a versioned write records in `updated_at`.
 WRITE_TIME_SQL = "statement_timestamp()"
@@ -18,15 +20,22 @@ def quoted(name: str) -> str:
 
 
 def versioned_update_sql(
-    values: Sequence[tuple[str, str]], *, field_sources: str | None, bump: str | None = None, rows: str = ""
+    values: Sequence[tuple[str, str]],
+    *,
+    field_sources: str | None,
+    bump: str | None = None,
+    rows: str = "",
+    actor: bool = False,
 ) -> str:
     """`UPDATE movies_movie SET <values>, field_sources, version + 1, updated_at WHERE id AND version`: the text of
     every versioned write, of one movie or of an import's batch, so that the rules of its SET clause live here once.
 
     values pairs each column with the SQL of its new value; field_sources is the SQL of the new provenance (None: left
     as it is). One movie (rows empty): the parameters are the values', then the id and the expected version, and the
-    version goes up. A batch: rows is a FROM item `v` with the columns `id` and `expected_version`, and bump the
-    SQL of each row's 1 or 0 (0: the row records provenance only, so neither the version nor updated_at moves).
+    version goes up; with actor, one more parameter, the writer as JSON, which the statement itself sets for its
+    transaction (the history's triggers read it at the commit: docs/history.md). A batch: rows is a FROM item `v` with
+    the columns `id` and `expected_version`, and bump the SQL of each row's 1 or 0 (0: the row records provenance
+    only, so neither the version nor updated_at moves).
     """
     table = quoted(MOVIE_TABLE)
     sets = [f"{quoted(column)} = {value}" for column, value in values]
@@ -40,7 +49,8 @@ def versioned_update_sql(
             f"updated_at = CASE WHEN {bump} = 1 THEN {WRITE_TIME_SQL} ELSE updated_at END",
         ]
     if not rows:
-        return f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s AND version = %s"  # noqa: S608 (column names only)
+        named = f" AND {ACTOR_CONDITION_SQL}" if actor else ""
+        return f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s AND version = %s{named}"  # noqa: S608 (column names only)
     return (
         f"UPDATE {table} SET {', '.join(sets)} FROM {rows}"  # noqa: S608 (column names and the caller's constant SQL)
         f" WHERE {table}.id = v.id AND {table}.version = v.expected_version"

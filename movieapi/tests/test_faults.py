@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 from django.contrib.auth.models import User
+from django.db import transaction
 from knox.models import AuthToken
 from psycopg import sql
 
@@ -128,9 +129,10 @@ def movie_state(movie_id: int) -> tuple[int, str, list[tuple[int, str, int]]]:
 
 
 def movie_with_cast(title: str) -> Movie:
-    movie = MovieFactory.create(title=title, year=1999)
-    for order, name in enumerate(("Lead", "Second")):
-        CastMemberFactory(movie=movie, person=PersonFactory.create(), character=name, order=order)
+    with transaction.atomic():  # one write: version 1 (each cast row written on its own would be a version)
+        movie = MovieFactory.create(title=title, year=1999)
+        for order, name in enumerate(("Lead", "Second")):
+            CastMemberFactory(movie=movie, person=PersonFactory.create(), character=name, order=order)
     return movie
 
 

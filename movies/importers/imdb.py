@@ -26,6 +26,7 @@ from movies.importers.sql import (
     staged_credits_sql,
 )
 from movies.rules import MAX_CAST, MAX_CHARACTER_LENGTH, MAX_DIRECTORS, MAX_NAME_LENGTH
+from movies.versions import ImportSource
 
 IMDB_CAST_CATEGORIES = {"actor", "actress", "self"}
 # Lines of COPY text sent to PostgreSQL at once when staging the IMDb side files.
@@ -73,6 +74,11 @@ class ImdbSource(Source):
     name = "imdb"
     parallel = True
     renames_people = True
+
+    @property
+    def history_source(self) -> ImportSource:
+        """`imdb`."""
+        return "imdb"
 
     def __init__(self, folder: Path, genre_names: dict[str, str]) -> None:
         self.folder, self.genre_names = folder, genre_names

@@ -14,6 +14,7 @@ import psycopg
 from movies.importers.progress import Progress
 from movies.importers.readers import external_genres, open_text, read_csv, read_json_array, read_jsonl
 from movies.importers.records import InputUnusable, Item, MovieRecord, RowError, RowRejected
+from movies.versions import ImportSource
 
 _MOVIELENS_TITLE = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[-\u2013]\d{0,4})?\)\s*$")
 _MOVIELENS_ARTICLE = re.compile(r"^(?P<rest>.+), (?P<article>The|A|An)$")
@@ -43,6 +44,11 @@ class Source:
         """What a movie's `field_sources` records: the source's name, and for our files the file's name too."""
         return self.name
 
+    @property
+    def history_source(self) -> ImportSource:
+        """What the history records as the import's source (docs/history.md)."""
+        return "json"
+
     def items(self) -> Iterator[Item]:
         raise NotImplementedError
 
@@ -70,6 +76,11 @@ class OurSource(Source):
         """`ours:<file name>`: two of our files that disagree cannot take a field from each other in turns."""
         return f"{self.name}:{self.file}"
 
+    @property
+    def history_source(self) -> ImportSource:
+        """JSON and JSON Lines are `json`, CSV `csv`."""
+        return "csv" if self.fmt == "csv" else "json"
+
     def items(self) -> Iterator[Item]:
         readers: dict[str, Callable[[TextIO], Iterator[Item]]] = {
             "json": read_json_array,
@@ -89,6 +100,11 @@ class MovieLensSource(Source):
     def __init__(self, folder: Path, genre_names: dict[str, str]) -> None:
         self.folder, self.file, self.genre_names = folder, "movies.csv", genre_names
         self.links: dict[int, int] | None = None
+
+    @property
+    def history_source(self) -> ImportSource:
+        """`movielens`."""
+        return "movielens"
 
     def prepare(
         self, *, cursors: list[psycopg.Cursor[Any]], report: Callable[[RowError], None], progress: Progress

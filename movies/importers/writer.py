@@ -17,6 +17,7 @@ from movies.importers.sources import Source
 from movies.importers.sql import raw_cursor
 from movies.models import CastMember, Movie
 from movies.rules import CURATOR, MAX_CAST, PROVENANCE_FIELDS, SCALAR_FIELDS
+from movies.versions import Actor
 
 
 class Precedence:
@@ -144,6 +145,7 @@ class BatchWriter(Matcher):
             changed=[
                 services.MovieImportChange(row[0], row[1], plan.values, plan.sources, plan.bump) for row, plan in plans
             ],
+            actor=Actor.importer(self.source.history_source),
         )
         if written.changed != len(plans):
             raise BatchConflict

@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from movies import services
 from movies.models import Genre, Movie, Person
 from movies.tests.factories import CastMemberFactory, MovieFactory, PersonFactory
+from movies.versions import Actor
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +76,9 @@ def test_saving_through_the_admin_bumps_the_version_once_and_writes_the_cast(
 
 def test_a_stale_form_gets_a_conflict_error_naming_the_current_version(web: Client, movie: Movie) -> None:
     stale = form_data(web, movie, title="Curator A's title")
-    services.movie_update(movie_id=movie.pk, expected_version=1, data={"title": "Saved by the API"})
+    services.movie_update(
+        movie_id=movie.pk, expected_version=1, data={"title": "Saved by the API"}, actor=Actor("user", 1, "api")
+    )
 
     response = web.post(change_url(movie), stale)
 

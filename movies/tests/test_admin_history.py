@@ -12,6 +12,7 @@ from movies import services
 from movies.models import Movie
 from movies.tests.history_recording import record
 from movies.tests.test_admin import change_url, form_data
+from movies.versions import Actor
 
 pytestmark = pytest.mark.django_db
 
@@ -29,9 +30,11 @@ def web(curator: User) -> Client:
 def edited(movie: Movie) -> Movie:
     """The Matrix at version 3: runtime 137, then the title changed, each version recorded."""
     record(movie.pk)
-    services.movie_update(movie_id=movie.pk, expected_version=1, data={"runtime": 137})
+    services.movie_update(
+        movie_id=movie.pk, expected_version=1, data={"runtime": 137}, actor=Actor("user", id=1, username="alice")
+    )
     record(movie.pk, actor={"kind": "user", "id": 1, "username": "alice"})
-    services.movie_update(movie_id=movie.pk, expected_version=2, data={"title": "Matrix"})
+    services.movie_update(movie_id=movie.pk, expected_version=2, data={"title": "Matrix"}, actor=Actor.importer("imdb"))
     record(movie.pk, actor={"kind": "import", "source": "imdb"})
     return movie
 
@@ -82,7 +85,9 @@ def test_a_stale_revert_is_refused_with_what_changed(web: Client, edited: Movie)
 def test_the_conflict_message_of_a_stale_form_shows_what_changed(web: Client, movie: Movie) -> None:
     record(movie.pk)
     stale = form_data(web, movie, title="Curator A's title")
-    services.movie_update(movie_id=movie.pk, expected_version=1, data={"runtime": 140})
+    services.movie_update(
+        movie_id=movie.pk, expected_version=1, data={"runtime": 140}, actor=Actor("user", id=1, username="bob")
+    )
     record(movie.pk, actor={"kind": "user", "id": 1, "username": "bob"})
     page = html.unescape(web.post(change_url(movie), stale).content.decode())
     assert "it is now at version 2" in page

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from conftest import LiveServer
@@ -89,9 +89,10 @@ def curator_token(transactional_db: None) -> str:
 def storm_movie(transactional_db: None) -> Movie:
     genre = GenreFactory.create(slug="action")
     people: list[Person] = PersonFactory.create_batch(3)
-    movie = MovieFactory.create(title="Storm", runtime=100, genres=[genre], directors=[people[0]])
-    for order, person in enumerate(people):
-        CastMemberFactory.create(movie=movie, person=person, order=order)
+    with transaction.atomic():  # one write: version 1 (each relation written on its own would be a version)
+        movie = MovieFactory.create(title="Storm", runtime=100, genres=[genre], directors=[people[0]])
+        for order, person in enumerate(people):
+            CastMemberFactory.create(movie=movie, person=person, order=order)
     return movie
 
 

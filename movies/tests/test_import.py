@@ -19,6 +19,7 @@ from django.db import connection
 
 from movies import services
 from movies.models import CastMember, Genre, Movie, Person
+from movies.versions import Actor
 
 pytestmark = pytest.mark.django_db
 
@@ -140,7 +141,9 @@ def test_the_import_sees_a_write_made_through_the_api_path_and_leaves_it(tmp_pat
     path = write_json(tmp_path / "m.json", [MATRIX])
     run(path)
     movie = Movie.objects.get()
-    services.movie_update(movie_id=movie.pk, expected_version=1, data={"title": "Edited", "runtime": 140})
+    services.movie_update(
+        movie_id=movie.pk, expected_version=1, data={"title": "Edited", "runtime": 140}, actor=Actor("user", 1, "api")
+    )
     write_json(path, [{**MATRIX, "overview": "New overview."}])
 
     run(path)

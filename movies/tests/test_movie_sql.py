@@ -48,7 +48,9 @@ def movie_sql() -> dict[str, str]:
 
 
 def unknown_names(text: str, tables: dict[str, set[str]]) -> list[str]:
-    """The tables and `table.column` / `alias.column` references of the text that the models do not have."""
+    """The tables and `table.column` / `alias.column` references of the text that the models do not have (string
+    literals are not names: `set_config('movieapi.actor', …)`)."""
+    text = re.sub(r"'[^']*'", "''", text)
     unknown = [table for table in re.findall(r"\bmovies_\w+", text) if table not in tables]
     aliases = {alias: table for table, alias in _ALIAS.findall(text)}
     made = set(_MADE_RELATION.findall(text)) | set(_CTE.findall(text))

@@ -79,6 +79,9 @@ class Command(BaseCommand):
             for table in TABLES:
                 cursor.execute(f"SELECT coalesce(max(id), 0) FROM {table}")  # noqa: S608 (constant names)
                 bases[table] = cursor.fetchone()[0]
+            # A deleted movie's id is never reused: its history keeps it (docs/history.md).
+            cursor.execute("SELECT coalesce(max(movie_id), 0) FROM movies_movieversion")
+            bases["movies_movie"] = max(bases["movies_movie"], cursor.fetchone()[0])
             cursor.execute("SELECT count(*) FROM movies_movie")
             existing = cursor.fetchone()[0]
             rebuild = count >= BULK_MIN and count >= existing
