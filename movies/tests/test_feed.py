@@ -5,6 +5,7 @@ written in real transactions on connections of their own (movies/tests/feed_writ
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
@@ -254,3 +255,24 @@ def test_the_schema_states_the_feeds_parameters_and_answers(db: None) -> None:
     assert not re.fullmatch(pattern, "")
     page_schema = get["responses"]["200"]["content"]["application/json"]["schema"]
     assert page_schema == {"$ref": "#/components/schemas/FeedPage"}
+
+
+# ---- end to end: the versions PostgreSQL records (movies/history_sql.py) are the feed --------------------------------
+
+
+@committed
+def test_the_apis_own_writes_come_through_the_feed_as_recorded(anon: APIClient, curator_client: APIClient) -> None:
+    _, now = page(anon, after="now")
+    created = curator_client.post("/api/v1/movies/", {"title": "Fed", "year": 2001}, format="json")
+    assert created.status_code == 201
+    movie = created.json()["id"]
+    path = f"/api/v1/movies/{movie}/"
+    assert curator_client.patch(path, {"runtime": 90, "version": 1}, format="json").status_code == 200
+    assert curator_client.delete(path).status_code == 204
+    # Served once every older transaction on the server has ended (another database's too): wait for that.
+    deadline = time.monotonic() + 30
+    while len(page(anon, after=now)[0]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    results, cursor = page(anon, after=now)
+    assert results == [(movie, 1, "created"), (movie, 2, "updated"), (movie, 3, "deleted")]
+    assert page(anon, after=cursor) == ([], cursor)
