@@ -21,21 +21,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from movies.rules import SCALAR_FIELDS
+from movies.rules import EMPTY_OPTIONAL_VALUES, SCALAR_FIELDS
 
 Snapshot = Mapping[str, Any]
 
 # What version 1's changes are taken from: a movie with nothing set, so its changes are the values it was created with.
-EMPTY_SNAPSHOT: dict[str, Any] = {
-    "title": None,
-    "year": None,
-    "runtime": None,
-    "overview": "",
-    "imdb_id": None,
-    "genres": [],
-    "directors": [],
-    "cast": [],
-}
+EMPTY_SNAPSHOT: dict[str, Any] = {"title": None, "year": None, **EMPTY_OPTIONAL_VALUES}
 
 
 def snapshot_diff(before: Snapshot, after: Snapshot) -> dict[str, Any]:

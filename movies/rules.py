@@ -4,6 +4,7 @@ forms and the importers all read them from here (lengths, bounds, id formats, th
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 # A movie.
 MAX_TITLE_LENGTH = 500
@@ -36,6 +37,16 @@ SLUG_RE = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 PROVENANCE_FIELDS = (*SCALAR_FIELDS, *RELATION_FIELDS)
 # What a curator writes through the API or the admin: above every import source.
 CURATOR = "curator"
+# The value each optional field of a movie has when nothing set it: a PUT that leaves one out resets it to this, and
+# a movie's first version counts its changes from these.
+EMPTY_OPTIONAL_VALUES: dict[str, Any] = {
+    "runtime": None,
+    "overview": "",
+    "imdb_id": None,
+    "genres": [],
+    "directors": [],
+    "cast": [],
+}
 
 
 def max_year() -> int:

@@ -25,6 +25,7 @@ from movies import selectors, services
 from movies.models import Genre, Movie, Person
 from movies.representation import movie_representation
 from movies.rules import (
+    EMPTY_OPTIONAL_VALUES,
     IMDB_ID_LENGTH,
     IMDB_NAME_RE,
     IMDB_TITLE_RE,
@@ -199,14 +200,7 @@ class MovieWriteSerializer(ChangeRequiredMixin, StrictSerializerMixin, serialize
     )
 
     # Fields a PUT resets when it leaves them out: a PUT replaces the whole movie.
-    put_defaults: dict[str, Any] = {
-        "runtime": None,
-        "overview": "",
-        "imdb_id": None,
-        "genres": [],
-        "directors": [],
-        "cast": [],
-    }
+    put_defaults: dict[str, Any] = EMPTY_OPTIONAL_VALUES
 
     def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         """For a partial update, only the fields it sends. DRF skips the others in a partial validation anyway, and
