@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -120,15 +122,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@functools.cache
+def _embedded_server_url() -> str:
+    """The embedded server's URL, asked once: asking starts (or finds) the server under a process lock, which
+    threads of one process asking at once fail to release (the change feed's writer threads did)."""
+    from movieapi.embedded_db import embedded_database_url
+
+    return embedded_database_url(settings.DATA_DIR / "postgres")
+
+
+_embedded_server_url_lock = threading.Lock()
+
+
 def live_database_url() -> str:
-    """The URL of the test database pytest-django created (DATABASE_URL, or the embedded server's)."""
+    """The URL of the test database pytest-django created (DATABASE_URL, or the embedded server's); thread-safe."""
     from django.db import connection
 
     base = os.environ.get("DATABASE_URL", "")
     if not base:
-        from movieapi.embedded_db import embedded_database_url
-
-        base = embedded_database_url(settings.DATA_DIR / "postgres")
+        with _embedded_server_url_lock:
+            base = _embedded_server_url()
     parts = urlsplit(base)
     return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 
