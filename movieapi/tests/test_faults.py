@@ -103,11 +103,12 @@ def worker_pids(master_pid: int) -> set[int]:
 
 
 def lock_waiters(dsn: str) -> list[int]:
-    """Pids of the gunicorn workers whose database sessions are waiting for a row lock."""
+    """Pids of the gunicorn workers on dsn's database whose sessions wait for a lock (servers of other databases on
+    this PostgreSQL, another checkout's tests, are not this test's)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT application_name FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND application_name LIKE 'movieapi:%%'"
+            "AND application_name LIKE 'movieapi:%%' AND datname = current_database()"
         ).fetchall()
     return [int(name.split(":", 1)[1]) for (name,) in rows]
 

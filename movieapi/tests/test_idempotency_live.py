@@ -22,7 +22,7 @@ from knox.models import AuthToken
 from psycopg import sql
 
 from conftest import LiveServer, live_database_url
-from movieapi.tests.test_faults import wait_for, worker_pids
+from movieapi.tests.test_faults import lock_waiters, wait_for, worker_pids
 from movies.models import Genre, Movie
 from movies.tests.factories import GenreFactory, MovieFactory
 
@@ -97,17 +97,6 @@ def test_fifty_concurrent_posts_with_one_key_create_one_movie(live_gunicorn: Liv
             assert answer.headers["Retry-After"] == "1"
     assert list(Movie.objects.filter(title="Storm Once").values_list("id", flat=True)) == [original.json()["id"]]
     print(f"\n{CLIENTS} POSTs with one key: {dict(statuses)}, {len(created) - 1} replays, 1 movie")
-
-
-def lock_waiters(dsn: str) -> list[int]:
-    """Pids of the gunicorn workers on this database whose sessions wait for a lock (other databases' servers on
-    this PostgreSQL are not this test's)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT application_name FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND application_name LIKE 'movieapi:%%' AND datname = current_database()"
-        ).fetchall()
-    return [int(name.split(":", 1)[1]) for (name,) in rows]
 
 
 @contextlib.contextmanager
