@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -124,24 +123,20 @@ def free_port() -> int:
 
 @functools.cache
 def _embedded_server_url() -> str:
-    """The embedded server's URL, asked once: asking starts (or finds) the server under a process lock, which
-    threads of one process asking at once fail to release (the change feed's writer threads did)."""
+    """The embedded server's URL, asked once per test run: asking starts (or finds) the server, and the change
+    feed's writer threads connect often."""
     from movieapi.embedded_db import embedded_database_url
 
     return embedded_database_url(settings.DATA_DIR / "postgres")
 
 
-_embedded_server_url_lock = threading.Lock()
-
-
 def live_database_url() -> str:
-    """The URL of the test database pytest-django created (DATABASE_URL, or the embedded server's); thread-safe."""
+    """The URL of the test database pytest-django created (DATABASE_URL, or the embedded server's)."""
     from django.db import connection
 
     base = os.environ.get("DATABASE_URL", "")
     if not base:
-        with _embedded_server_url_lock:
-            base = _embedded_server_url()
+        base = _embedded_server_url()
     parts = urlsplit(base)
     return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 

