@@ -49,6 +49,24 @@ def own_database(name: str, *, fresh: bool = False) -> str:
     return with_db(server, name)
 
 
+def history_size(url: str) -> tuple[int, float]:
+    """The versions `movies_movieversion` holds and its bytes per version, indexes and TOAST included."""
+    with psycopg.connect(url) as conn:
+        entries, size = conn.execute(  # type: ignore[misc]
+            "SELECT count(*), pg_total_relation_size('movies_movieversion') FROM movies_movieversion"
+        ).fetchone()
+    return entries, size / max(entries, 1)
+
+
+def set_history(url: str, *, on: bool) -> None:
+    """Install (on) or drop the history's triggers, as migration 0013 does (movies/history_sql.py)."""
+    sys.path.insert(0, str(ROOT))
+    from movies.history_sql import INSTALL_SQL, UNINSTALL_SQL  # Django-free
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(UNINSTALL_SQL + (INSTALL_SQL if on else ""))
+
+
 def migrate(env: dict[str, str]) -> None:
     """`manage.py migrate` on env's DATABASE_URL (a bench database)."""
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)

@@ -18,7 +18,13 @@ import subprocess
 import sys
 import time
 
-from bench_db import ROOT, migrate, own_database  # bench/bench_db.py: this script runs as `python bench/...`
+from bench_db import (  # bench/bench_db.py: this script runs as `python bench/...`
+    ROOT,
+    history_size,
+    migrate,
+    own_database,
+    set_history,
+)
 
 
 def main() -> None:
@@ -58,11 +64,9 @@ def main() -> None:
 
     django.setup()
     from django.contrib.auth.models import Group, User
-    from django.db import connection
     from knox.models import AuthToken
     from rest_framework.test import APIClient
 
-    from movies.history_sql import INSTALL_SQL, UNINSTALL_SQL
     from movies.models import Movie
 
     curator = User.objects.create_user("bench-history-curator")  # a token, no password
@@ -85,26 +89,18 @@ def main() -> None:
             sent += 1
         return count / (time.perf_counter() - started)
 
-    def history(on: bool) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(UNINSTALL_SQL)
-            if on:
-                cursor.execute(INSTALL_SQL)
-
     ratios = []
     for number in range(1, args.rounds + 1):
         rates = {}
         for on in (False, True) if number % 2 else (True, False):
-            history(on)
+            set_history(url, on=on)
             patches(100)  # warm-up: prepared statements, caches
             rates[on] = patches(args.requests)
         ratios.append(rates[True] / rates[False])
         print(f"round {number}: without history {rates[False]:,.0f} PATCH/s, with {rates[True]:,.0f} PATCH/s")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*), pg_total_relation_size('movies_movieversion') FROM movies_movieversion")
-        entries, size = cursor.fetchone()
+    entries, per_version = history_size(url)
     print(f"median ratio with/without: {statistics.median(ratios):.2f} (target >= 0.85)")
-    print(f"history: {entries:,} versions, {size / entries:,.0f} bytes per version with indexes")
+    print(f"history: {entries:,} versions, {per_version:,.0f} bytes per version with indexes")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,12 @@ from functools import partial
 from pathlib import Path
 
 import psycopg
-from bench_db import migrate, own_database  # bench/bench_db.py: this script runs as `python bench/run.py`
+from bench_db import (  # bench/bench_db.py: this script runs as `python bench/run.py`
+    history_size,
+    migrate,
+    own_database,
+    set_history,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -54,6 +59,7 @@ WORKERS = os.environ.get("WEB_CONCURRENCY", "4")
 DB_NAME = os.environ.get("BENCH_DATABASE", "movieapi_bench")
 SECRET = "bench-secret-key-not-for-production-0123456789abcdefghij"  # noqa: S105 (local bench server only)
 PATCH = "PATCH (current version)"  # the scenario run last, on both servers
+PATCH_NO_HISTORY = "PATCH, history triggers dropped"  # the API only, alternating with PATCH (history on)
 FEED = "change feed page (100)"
 FEED_CURSORS = 2000
 CURATOR_PASSWORD = "Kq7-zebra-Lantern-92x"  # noqa: S105 (a throwaway local account)
@@ -139,24 +145,6 @@ def prepare_database(env: dict[str, str]) -> None:
     log(f"generated {MOVIES} movies in {time.monotonic() - started:.0f}s")
     with psycopg.connect(bench_url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")  # the load's dirty pages written now, not during the first scenario
-
-
-def ensure_feed_entries(bench_url: str) -> None:
-    """History for the change-feed scenario. The history triggers write an entry for every version of a movie; a
-    bench database generated without them has none, so each movie gets its `created` entry, stamped as the triggers
-    stamp it, in one transaction (as one import would write them)."""
-    with psycopg.connect(bench_url) as conn:
-        if conn.execute("SELECT EXISTS (SELECT FROM movies_movieversion)").fetchone()[0]:  # type: ignore[index]
-            return
-        log("writing a `created` history entry for every movie (the change-feed scenario reads them)")
-        conn.execute(
-            "INSERT INTO movies_movieversion (movie_id, version, kind, at, actor, snapshot, xid) "
-            'SELECT id, 1, \'created\', created_at, \'{"kind": "import", "source": "bench"}\', \'{}\', '
-            "pg_current_xact_id()::text::bigint FROM movies_movie ORDER BY id"
-        )
-    with psycopg.connect(bench_url, autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) movies_movieversion")
-        conn.execute("CHECKPOINT")
 
 
 def feed_paths(bench_url: str) -> list[str]:
@@ -301,7 +289,6 @@ def main() -> int:
         "PYTHONPATH": str(ROOT),
     }
     prepare_database(env)
-    ensure_feed_entries(bench_url)
     with psycopg.connect(bench_url) as conn:
         max_id = conn.execute("SELECT max(id) FROM movies_movie").fetchone()[0]  # type: ignore[index]
     env["BENCH_MAX_ID"] = str(max_id)
@@ -329,6 +316,7 @@ def main() -> int:
         )
         patch = partial(patch_scenario, env=env, bench_url=bench_url, token=str(token["token"]))
         rounds(results, ratios, PATCH, urls, patch)
+        history_rounds(results, ratios, urls["django"], patch, bench_url)
     finally:
         for process, _ in servers.values():
             stop(process)
@@ -342,7 +330,11 @@ def main() -> int:
         check=True,
     ).stdout
     (RESULTS / "explain.txt").write_text(explain)
-    report = render(results, ratios)
+    entries, per_version = history_size(bench_url)
+    report = render(results, ratios) + (
+        f"\nhistory: {entries:,} versions in movies_movieversion, {per_version:,.0f} bytes per version "
+        "(indexes and TOAST included)\n"
+    )
     (RESULTS / "report.md").write_text(report)
     print(report)
     print(f"EXPLAIN plans of the list and feed scenarios: {RESULTS / 'explain.txt'}")
@@ -370,6 +362,35 @@ def rounds(
         results[label][name] = median_of(measured)
     ratios[name] = statistics.median(
         api.rps / base.rps for api, base in zip(runs["django"], runs["baseline"], strict=True)
+    )
+
+
+def history_rounds(
+    results: dict[str, dict[str, Result]],
+    ratios: dict[str, float],
+    url: str,
+    patch: Callable[[str], Result],
+    bench_url: str,
+) -> None:
+    """PATCH on the API with the history's triggers dropped and installed, alternately (which goes first alternates
+    too), ROUNDS times each; the ratio is the median of the rounds' with/without throughputs. The triggers are back
+    when this returns, whatever happens; the versions written meanwhile have no entries (a bench database only)."""
+    runs: dict[bool, list[Result]] = {True: [], False: []}
+    try:
+        for number in range(1, ROUNDS + 1):
+            for on in (False, True) if number % 2 else (True, False):
+                set_history(bench_url, on=on)
+                runs[on].append(result := patch(url))
+                name = PATCH if on else PATCH_NO_HISTORY
+                log(
+                    f"round {number} django   {name:28} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
+                    f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+                )
+    finally:
+        set_history(bench_url, on=True)
+    results["django"][PATCH_NO_HISTORY] = median_of(runs[False])
+    ratios[PATCH_NO_HISTORY] = statistics.median(
+        with_history.rps / without.rps for with_history, without in zip(runs[True], runs[False], strict=True)
     )
 
 
@@ -432,6 +453,10 @@ def render(results: dict[str, dict[str, Result]], ratios: dict[str, float]) -> s
                 ratio += f" (baseline: {base.rps / baseline['detail'].rps:.2f} of its detail)"
             ok = result.rps >= 0.6 * django["detail"].rps
             target = "≥60% of detail GET"
+        elif name == PATCH_NO_HISTORY:
+            ratio = f"PATCH with history: {ratios[name]:.2f} of this"
+            ok = ratios[name] >= 0.85
+            target = "with history ≥85% of without"
         mark = ("met" if ok else "MISSED") if target else ""
         lines.append(
             f"| {name} | {result.rps:.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.errors} | "

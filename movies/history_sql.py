@@ -205,31 +205,45 @@ CREATE TRIGGER movies_history_deleted AFTER DELETE ON movies_movie FOR EACH ROW
 
 INSTALL_SQL = FUNCTIONS_SQL + TRIGGERS_SQL
 
-# Every movie's current version, recorded when the triggers are installed: its history starts there.
-HISTORY_BACKFILL_SQL = f"""
-INSERT INTO movies_movieversion (movie_id, version, kind, at, actor, snapshot, xid)
-SELECT id, version, CASE WHEN version = 1 THEN 'created' ELSE 'updated' END, updated_at, '{DATABASE_ACTOR}'::jsonb,
-       movies_history_snapshot(id, version, updated_at), pg_current_xact_id()::text::bigint
-  FROM movies_movie ORDER BY id
-"""  # noqa: S608 (constant SQL)
+
+# Every history trigger, as (table, trigger).
+HISTORY_TRIGGERS = (
+    *((table, f"movies_history_{event}") for table in RELATION_TABLES for event in ("insert", "update", "delete")),
+    *(("movies_movie", f"movies_history_{name}") for name in ("bump", "created", "updated", "deleted")),
+)
 
 UNINSTALL_SQL = "\n".join(
     [
-        *(
-            f"DROP TRIGGER IF EXISTS movies_history_{event} ON {table};"
-            for table in RELATION_TABLES
-            for event in ("insert", "update", "delete")
-        ),
-        *(
-            f"DROP TRIGGER IF EXISTS movies_history_{name} ON movies_movie;"
-            for name in ("bump", "created", "updated", "deleted")
-        ),
+        *(f"DROP TRIGGER IF EXISTS {trigger} ON {table};" for table, trigger in HISTORY_TRIGGERS),
         *(
             f"DROP FUNCTION IF EXISTS movies_history_{name};"
             for name in ("record", "delete", "relations", "bump", "actor", "snapshot", "time")
         ),
     ]
 )
+
+
+def bulk_load_triggers_sql(*, enabled: bool) -> str:
+    """The history's triggers paused (enabled=False) or resumed, for this transaction only (ALTER TABLE is
+    transactional), around a bulk load that records its movies' versions itself with BULK_LOAD_HISTORY_SQL.
+
+    Only `generate_movies` does this: its bulk path drops and rebuilds the loaded tables' indexes and constraints in
+    the load's transaction, which PostgreSQL refuses while deferred trigger events are pending on the table, and a
+    snapshot per movie without those indexes would read whole tables. It takes SHARE ROW EXCLUSIVE locks on the
+    tables first, so no other transaction writes them while their triggers are off."""
+    action = "ENABLE" if enabled else "DISABLE"
+    return "\n".join(f"ALTER TABLE {table} {action} TRIGGER {trigger};" for table, trigger in HISTORY_TRIGGERS)
+
+
+def _record_current_versions(where: str, actor: str) -> str:
+    """Record the current version of the movies `where` selects, as written by `actor` (SQL expressions)."""
+    return f"""
+INSERT INTO movies_movieversion (movie_id, version, kind, at, actor, snapshot, xid)
+SELECT id, version, CASE WHEN version = 1 THEN 'created' ELSE 'updated' END, updated_at, {actor},
+       movies_history_snapshot(id, version, updated_at), pg_current_xact_id()::text::bigint
+  FROM movies_movie {where} ORDER BY id
+"""  # noqa: S608 (constant SQL)
+
 
 # Entries older than the horizon (parameter: the horizon's time), never a movie's latest one (the triggers number the
 # next version after it, and it is what a client holding the movie can diff against).
@@ -238,3 +252,9 @@ DELETE FROM movies_movieversion v
  WHERE v.at < %s
    AND v.version < (SELECT max(l.version) FROM movies_movieversion l WHERE l.movie_id = v.movie_id)
 """
+
+# Every movie's current version, recorded when the triggers are installed: its history starts there.
+HISTORY_BACKFILL_SQL = _record_current_versions("", f"'{DATABASE_ACTOR}'::jsonb")
+# The movies a bulk load added (id > %s) with its triggers paused, their versions recorded at once (set-based: one
+# statement instead of a deferred trigger call per movie) by the transaction's actor, as the triggers would.
+BULK_LOAD_HISTORY_SQL = _record_current_versions("WHERE id > %s", "movies_history_actor()")

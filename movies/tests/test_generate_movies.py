@@ -9,7 +9,9 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db.models import Count, Sum
 
-from movies.models import CastMember, Movie, Person, Rating
+from movies.management.commands import generate_movies
+from movies.models import CastMember, Genre, Movie, MovieVersion, Person, Rating
+from movies.tests.history_recording import snapshot_now
 
 pytestmark = pytest.mark.django_db
 
@@ -53,3 +55,21 @@ def test_catalogue_is_consistent_and_has_credits() -> None:
 def test_count_must_be_positive() -> None:
     with pytest.raises(CommandError):
         call_command("generate_movies", count=0, stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("bulk_min", [10, 10_000], ids=["bulk load", "row by row"])
+def test_each_generated_movie_has_its_first_version_recorded(
+    monkeypatch: pytest.MonkeyPatch, bulk_min: int, genres: dict[str, Genre]
+) -> None:
+    """The bulk path (indexes dropped and rebuilt, the history's triggers paused in its transaction) records every
+    movie's first version itself, as the triggers record it on the row-by-row path; and the triggers are back on."""
+    monkeypatch.setattr(generate_movies, "BULK_MIN", bulk_min)
+    call_command("generate_movies", count=60, seed=7, people=40, users=30, stdout=io.StringIO())
+    entries = list(MovieVersion.objects.order_by("movie_id").values_list("movie_id", "version", "kind", "actor"))
+    movie_ids = list(Movie.objects.order_by("id").values_list("id", flat=True))
+    assert entries == [(movie_id, 1, "created", {"kind": "database"}) for movie_id in movie_ids]
+    for entry in MovieVersion.objects.all():
+        assert entry.snapshot == snapshot_now(entry.movie_id)
+    Movie.objects.filter(id=movie_ids[0]).update(title="Renamed after the load")
+    assert MovieVersion.objects.filter(movie_id=movie_ids[0]).count() == 2  # the triggers record again
