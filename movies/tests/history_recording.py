@@ -1,9 +1,10 @@
 """Record movie versions in tests exactly as the database's history triggers do (docs/history.md): one
 `movies_movieversion` row per version, its snapshot the API's GET body without `rating`.
 
-Until the triggers are on main, the history tests call `record` after each write; once they are, the rows are already
-there and `record` leaves them as they are (it never records a version twice), so the helper can be dropped with its
-calls. `history_is_recorded` tells a test whether the triggers are in place.
+The triggers record a version when its transaction commits (deferred): a test inside Django's test transaction,
+which never commits, sees no entry. Such tests call `record` after each write, which writes the entry the trigger
+would; where the trigger did record it (tests with `transaction=True`), `record` leaves it as it is (it never
+records a version twice). `history_is_recorded` tells a test whether the triggers are in place.
 """
 
 from __future__ import annotations

@@ -362,3 +362,16 @@ def test_a_deleted_movies_id_is_never_reused(catalogue: dict[str, Any]) -> None:
             params=[movie.pk],
         )
     assert [(entry.version, entry.kind) for entry in entries(movie.pk)] == [(1, "created"), (2, "deleted")]
+
+
+@pytest.mark.django_db
+def test_the_functions_that_query_run_without_jit() -> None:
+    """The snapshot's plan is pinned to index scans; a plan made so can cost more than jit_above_cost, and each call
+    would compile its statements before running them (a bulk load's recording then ran for over 17 minutes)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT proname FROM pg_proc WHERE proname LIKE 'movies_history_%%' AND prolang = "
+            "(SELECT oid FROM pg_language WHERE lanname = 'plpgsql') AND 'jit=off' = ANY(coalesce(proconfig, '{}'))"
+        )
+        without_jit = {name for (name,) in cursor.fetchall()}
+    assert {"movies_history_snapshot", "movies_history_record", "movies_history_relations"} <= without_jit
