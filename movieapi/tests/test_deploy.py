@@ -33,6 +33,7 @@ Resource = dict[str, Any]
 # libpq reads it for a URL without a password: the replica URLs carry none, so that they hold no secret.
 LIBPQ_VARIABLES = {"PGPASSWORD"}
 JOBS = (("Job", "movieapi-migrate"), ("CronJob", "movieapi-purge-history"))
+DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module", params=["base", "overlays/production"])
@@ -110,8 +111,10 @@ def test_pods_run_as_the_image_user_with_a_read_only_root(built: list[Resource])
                 "readOnlyRootFilesystem": True,
                 "capabilities": {"drop": ["ALL"]},
             }, name
-    # The image's user (Dockerfile: USER 10001:10001).
-    assert pod_spec(find(built, "Deployment", "movieapi"))["securityContext"]["runAsUser"] == 10001
+    user = re.search(r"^USER (\d+):(\d+)$", DOCKERFILE, re.MULTILINE)
+    assert user
+    context = pod_spec(find(built, "Deployment", "movieapi"))["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"]) == (int(user[1]), int(user[2]))
 
 
 def test_gunicorns_writable_folders_are_volumes(built: list[Resource]) -> None:
@@ -130,7 +133,7 @@ def test_probes_and_graceful_termination_follow_gunicorn(built: list[Resource]) 
     container = api_container(built)
     environ = config(built)
     (port,) = container["ports"]
-    assert port["containerPort"] == 8000  # the image's PORT
+    assert f"PORT={port['containerPort']}" in DOCKERFILE  # the image's ENV, gunicorn's bind
     for probe, path in [("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
         assert container[probe]["httpGet"] == {"path": path, "port": port["name"]}, probe
     # A busy pod is not killed before gunicorn's own worker timeout has dealt with a stuck worker.
