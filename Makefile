@@ -72,9 +72,12 @@ db-stop:
 clean: db-stop
 	rm -rf $(VENV) $(DATA) staticfiles
 
-## make check-deploy: lint the Dockerfile, validate compose.yaml and the GitHub workflows (schema + zizmor)
+## make check-deploy: lint the Dockerfile, validate compose.yaml, the Kubernetes manifests (kustomize output,
+## offline schemas) and the GitHub workflows (schema + zizmor)
 check-deploy: $(VENV)/.installed-dev
 	$(BIN)/hadolint Dockerfile
+	@# kubectl's kustomize (Debian-based images and GitHub's runners have kubectl), schemas shipped by kubernetes-validate.
+	$(BIN)/python deploy/kubernetes/check.py
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/zizmor --offline --min-severity low .github/workflows
 	@# Debian's docker-compose (v1.29) validates the file as the compose spec; GitHub's runners have `docker compose`.
