@@ -222,52 +222,52 @@ def _choose(request: HttpRequest) -> str | None:
     if user is None and "HTTP_AUTHORIZATION" in request.META:
         return None
     now = time.monotonic()
-    candidates = []
-    for alias in settings.REPLICA_ALIASES:
-        state = replica_state(alias, now)
-        if state.state == OK:
-            candidates.append(state)
-        else:
-            REPLICA_SKIPPED.labels(alias, LAG if state.state == LAGGING else UNREACHABLE).inc()
-    if candidates and user is not None and user.is_authenticated:
-        candidates = _past_last_write(candidates, user.pk)
+    states = [replica_state(alias, now) for alias in settings.REPLICA_ALIASES]
+    written: int | None = None
+    if user is not None and user.is_authenticated and any(state.state == OK for state in states):
+        try:
+            written = last_write(user.pk)
+        except redis.RedisError as exc:
+            logger.warning("could not read user %s's last write, reading the primary: %r", user.pk, exc)
+            states = []
+    candidates = [state for state in states if _qualifies(state, written)]
     while candidates:
         state = random.choice(candidates)  # noqa: S311 (spreading load, not a secret)
-        if _connected(state.alias):
-            DB_READS.labels("replica").inc()
-            return state.alias
-        REPLICA_SKIPPED.labels(state.alias, UNREACHABLE).inc()
         candidates.remove(state)
+        connection = connections[state.alias]
+        before = connection.connection
+        if not _connected(connection):
+            REPLICA_SKIPPED.labels(state.alias, UNREACHABLE).inc()
+            continue
+        # A new connection may have reached another server than the probe did (a load-balanced read endpoint).
+        if connection.connection is not before:
+            _probe(state, time.monotonic())
+            if not _qualifies(state, written):
+                continue
+        DB_READS.labels("replica").inc()
+        return state.alias
     DB_READS.labels(PRIMARY).inc()
     return DEFAULT_DB_ALIAS
 
 
-def _past_last_write(candidates: list[ReplicaState], user_id: int) -> list[ReplicaState]:
-    """The candidates that have replayed the caller's last write (none if Redis cannot say what it was)."""
-    try:
-        written = last_write(user_id)
-    except redis.RedisError as exc:
-        logger.warning("could not read user %s's last write, reading the primary: %r", user_id, exc)
-        return []
-    if written is None:
-        return candidates
-    past = []
-    for state in candidates:
-        if state.replayed is not None and state.replayed >= written:
-            past.append(state)
-        else:
-            REPLICA_SKIPPED.labels(state.alias, BEHIND_CALLER).inc()
-    return past
+def _qualifies(state: ReplicaState, written: int | None) -> bool:
+    """True if reads may go to the replica: ok, and past the caller's last write; else the reason is counted."""
+    if state.state != OK:
+        REPLICA_SKIPPED.labels(state.alias, LAG if state.state == LAGGING else UNREACHABLE).inc()
+        return False
+    if written is not None and (state.replayed is None or state.replayed < written):
+        REPLICA_SKIPPED.labels(state.alias, BEHIND_CALLER).inc()
+        return False
+    return True
 
 
-def _connected(alias: str) -> bool:
-    """Open (or check, without a round trip while quiet) the replica's connection; False if it cannot be had."""
-    connection = connections[alias]
+def _connected(connection: Any) -> bool:
+    """Open (or check, without a round trip while quiet) a replica's connection; False if it cannot be had."""
     try:
         connection.close_if_health_check_failed()
         connection.ensure_connection()
     except Error as exc:
-        mark_down(alias, exc)
+        mark_down(connection.alias, exc)
         return False
     return True
 
