@@ -10,7 +10,8 @@ A replica is a candidate when this worker's view of it (one query, at most every
 reachable and at most REPLICA_MAX_LAG_MS behind. An authenticated caller never reads older data than its own last
 write: after a write request the primary's WAL position is remembered for the caller in Redis, and a replica that has
 not replayed up to it is passed over (the primary answers). A replica that refuses connections or dies mid-request is
-marked down for DOWN_SECONDS and the request is answered again from the primary: no 5xx.
+marked down for a while (DOWN_SECONDS, doubled while it keeps failing) and the request is answered again from the
+primary: no 5xx.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ from movieapi.sql import PRIMARY_WAL_POSITION_SQL, REPLICA_STATE_SQL
 logger = logging.getLogger(__name__)
 
 PROBE_INTERVAL = 0.2  # seconds a worker trusts what it last learnt of a replica (its replay position and lag)
-DOWN_SECONDS = 2.0  # a replica that failed is left alone this long, then probed again
+# A replica that failed is left alone this long, then probed again; doubled while it keeps failing (a host that drops
+# packets costs the one request that probes it a connect timeout, so rarely), up to MAX_DOWN_SECONDS.
+DOWN_SECONDS = 2.0
+MAX_DOWN_SECONDS = 30.0
+WARN_EVERY = 10.0  # seconds between two log lines about the same Redis trouble, per worker
 ROUTED_APP = "movies"  # the catalogue; every other app's models are read on the primary
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 API_PREFIX = "/api/"
@@ -72,6 +77,7 @@ class ReplicaState:
     lag_ms: float | None = None
     checked: float = float("-inf")  # time.monotonic() of the last probe
     down_until: float = 0.0
+    failures: int = 0  # in a row
 
 
 _states: dict[str, ReplicaState] = {}
@@ -97,7 +103,7 @@ def _probe(state: ReplicaState, now: float) -> None:
     except Error as exc:
         mark_down(state.alias, exc)
         return
-    state.checked = now
+    state.checked, state.failures = now, 0
     state.replayed = None if replayed is None else int(replayed)
     state.lag_ms = None if lag_ms is None else float(lag_ms)
     within = state.replayed is not None and state.lag_ms is not None and state.lag_ms <= settings.REPLICA_MAX_LAG_MS
@@ -105,13 +111,26 @@ def _probe(state: ReplicaState, now: float) -> None:
 
 
 def mark_down(alias: str, why: BaseException | str) -> None:
-    """Leave the replica alone for DOWN_SECONDS, its connection closed (the next probe connects afresh)."""
+    """Leave the replica alone for a while (DOWN_SECONDS, doubled while it keeps failing), its connection closed."""
     state = _states.setdefault(alias, ReplicaState(alias))
     now = time.monotonic()
-    state.state, state.lag_ms, state.checked, state.down_until = UNREACHABLE, None, now, now + DOWN_SECONDS
-    logger.warning("replica %s unreachable, reads go elsewhere for %.0f s: %s", alias, DOWN_SECONDS, why)
+    down = min(DOWN_SECONDS * 2**state.failures, MAX_DOWN_SECONDS)
+    state.state, state.lag_ms, state.checked, state.down_until = UNREACHABLE, None, now, now + down
+    state.failures += 1
+    logger.warning("replica %s unreachable, reads go elsewhere for %.0f s: %s", alias, down, why)
     with suppress(Error):
         connections[alias].close()
+
+
+_warned: dict[str, float] = {}
+
+
+def _warn(what: str, message: str, *args: Any) -> None:
+    """Log a warning, at most once per WARN_EVERY seconds for the same `what` (Redis down: not a line per request)."""
+    now = time.monotonic()
+    if now - _warned.get(what, float("-inf")) >= WARN_EVERY:
+        _warned[what] = now
+        logger.warning(message, *args)
 
 
 def readiness() -> dict[str, dict[str, Any]]:
@@ -149,7 +168,7 @@ def remember_write(user_id: int) -> None:
         mark(keys=[f"{MARK_PREFIX}{user_id}"], args=[f"{position:016x}", settings.REPLICA_MAX_LAG_MS + MARK_MARGIN_MS])
     except (Error, redis.RedisError) as exc:
         # The caller may now read older data than its write from a replica, for up to the lag bound.
-        logger.warning("could not remember user %s's write for read-your-writes: %r", user_id, exc)
+        _warn("mark", "could not remember user %s's write for read-your-writes: %r", user_id, exc)
 
 
 def last_write(user_id: int) -> int | None:
@@ -228,7 +247,7 @@ def _choose(request: HttpRequest) -> str | None:
         try:
             written = last_write(user.pk)
         except redis.RedisError as exc:
-            logger.warning("could not read user %s's last write, reading the primary: %r", user.pk, exc)
+            _warn("read", "could not read user %s's last write, reading the primary: %r", user.pk, exc)
             states = []
     candidates = [state for state in states if _qualifies(state, written)]
     while candidates:
