@@ -162,12 +162,7 @@ def test_every_variable_is_read_by_the_code() -> None:
     except check.KustomizeMissing as exc:
         pytest.skip(str(exc))
     unread = environment_names(resources, api_container(resources)) - variables_read() - LIBPQ_VARIABLES
-    # The replica routing (issue #18) reads these two; until its settings are on this branch they are the only
-    # names allowed unread. Once settings.py reads them this set is empty and the check below is exact.
-    replica_settings = {"DATABASE_REPLICA_URLS", "REPLICA_MAX_LAG_MS"} - variables_read()
-    assert unread <= replica_settings
-    if replica_settings:
-        pytest.xfail(f"settings.py does not read {sorted(replica_settings)} yet (the replica routing's settings)")
+    assert not unread
 
 
 def test_compose_and_kubernetes_name_the_same_variables(built: list[Resource]) -> None:
