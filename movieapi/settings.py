@@ -180,6 +180,9 @@ def _connection(url: str) -> dict[str, object]:
     if config.get("ENGINE") == "django.db.backends.postgresql":
         config["ENGINE"] = "movieapi.postgres"
     options: dict[str, object] = dict(config.get("OPTIONS") or {})  # type: ignore[call-overload]
+    # A socket folder given as `?host=` (the embedded server's URL) is the HOST: `manage.py dbshell` reads HOST only.
+    if not config.get("HOST") and "host" in options:
+        config["HOST"] = options.pop("host")
     # The worker's pid in pg_stat_activity says which process holds a lock or runs a slow query. Filled in when the
     # connection opens (movieapi/postgres/base.py): gunicorn's master reads these settings before it forks.
     options.setdefault("application_name", "movieapi:{pid}")

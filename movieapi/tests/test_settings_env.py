@@ -111,3 +111,25 @@ def test_gunicorn_without_a_key_in_production_stops_in_one_line(local: Path) -> 
     assert "DJANGO_SECRET_KEY is not set" in output
     assert "Traceback" not in output
     assert "Booting worker" not in output
+
+
+def test_a_socket_folder_in_the_url_is_the_host_that_dbshell_uses(local: Path) -> None:
+    """The embedded server's URL names its socket folder as `?host=`; dbshell (psql) needs it as HOST."""
+    shown = (
+        "from django.db import connection as c; "
+        "print(c.settings_dict['HOST'], c.client.settings_to_cmd_args_env(c.settings_dict, [])[0])"
+    )
+    result = manage(
+        local,
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        shown,
+        DATABASE_URL="postgresql://postgres:@/movieapi?host=/srv/pg-sockets",
+        DJANGO_DEBUG="1",
+    )
+    assert result.returncode == 0, result.stderr
+    host, args = result.stdout.split(" ", 1)
+    assert host == "/srv/pg-sockets"
+    assert "'-h', '/srv/pg-sockets'" in args
