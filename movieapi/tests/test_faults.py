@@ -45,17 +45,29 @@ class Answer:
     content_type: str = ""
     body: bytes = b""
     error: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
 
     def json(self) -> Any:
         return json.loads(self.body)
 
 
 def call(
-    base: str, method: str, path: str, body: Any = None, *, token: str = "", timeout: float = 20, **headers: str
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    token: str = "",
+    timeout: float = 20,
+    source: str = "",
+    **headers: str,
 ) -> Answer:
-    """One HTTP request on a fresh connection; transport failures become Answer(status=0)."""
+    """One HTTP request on a fresh connection (from the local address source, if given); transport failures become
+    Answer(status=0)."""
     parts = urlsplit(base)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port, timeout=timeout, source_address=(source, 0) if source else None
+    )
     all_headers = {"Accept": "application/json", **headers}
     if token:
         all_headers["Authorization"] = f"Bearer {token}"
@@ -66,7 +78,8 @@ def call(
     try:
         conn.request(method, path, body=payload, headers=all_headers)
         response = conn.getresponse()
-        return Answer(response.status, response.getheader("Content-Type", ""), response.read())
+        received = {name.lower(): value for name, value in response.getheaders()}
+        return Answer(response.status, received.get("content-type", ""), response.read(), headers=received)
     except (OSError, http.client.HTTPException) as exc:
         return Answer(0, error=f"{type(exc).__name__}: {exc}")
     finally:
