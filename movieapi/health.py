@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from movieapi.errors import PROBLEM_CONTENT_TYPE, ServiceUnavailable, problem
 from movieapi.metrics import metrics
 from movieapi.renderers import dumps
+from movieapi.replicas import readiness
 
 logger = logging.getLogger(__name__)
 # Migrations only move forward while a release is deployed: once this process saw none pending it
@@ -65,7 +66,8 @@ def _check_cache() -> str | None:
 
 
 def readyz(request: HttpRequest) -> HttpResponse:
-    """Readiness: the database answers, no migration is pending, and the cache works; else 503."""
+    """Readiness: the database answers, no migration is pending, and the cache works; else 503. Read replicas are
+    reported (`replicas`), never failed on: their reads go to the primary when they are lagging or unreachable."""
     database = _check_database()
     checks = {
         "database": database or "ok",
@@ -73,9 +75,10 @@ def readyz(request: HttpRequest) -> HttpResponse:
         "migrations": (_check_migrations() or "ok") if database is None else "unknown",
         "cache": _check_cache() or "ok",
     }
+    replicas = readiness()
     failing = sorted(name for name, state in checks.items() if state != "ok")
     if not failing:
-        return JsonResponse({"status": "ok", "checks": checks})
+        return JsonResponse({"status": "ok", "checks": checks, "replicas": replicas})
     logger.warning("not ready: %s", checks)
     body = problem(
         503,
@@ -83,6 +86,7 @@ def readyz(request: HttpRequest) -> HttpResponse:
         problem_type=ServiceUnavailable.problem_type,
         title=ServiceUnavailable.title,
         checks=checks,
+        replicas=replicas,
     )
     response = HttpResponse(dumps(body), status=503, content_type=PROBLEM_CONTENT_TYPE)
     response["Retry-After"] = "1"

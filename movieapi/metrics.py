@@ -35,6 +35,18 @@ VERSION_CONFLICTS = Counter(
     "Movie writes refused because they were based on an old version (409) or a stale ETag (412).",
     ["status"],
 )
+# Read replicas (movieapi.replicas, docs/replicas.md).
+DB_READS = Counter(
+    "movieapi_db_reads_total",
+    "Safe API requests by where their catalogue reads were routed: the primary or a replica.",
+    ["target"],
+)
+REPLICA_SKIPPED = Counter(
+    "movieapi_replica_skipped_total",
+    "Safe API requests that did not read from a replica, by replica and why: lag (behind more than "
+    "REPLICA_MAX_LAG_MS, or unknown), unreachable, behind_caller (not yet replayed the caller's last write).",
+    ["replica", "reason"],
+)
 UNMATCHED_ROUTE = "<unmatched>"
 # The routers' regex routes read like the OpenAPI paths: (?P<pk>[0-9]+) becomes {pk}.
 _REGEX_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")

@@ -28,6 +28,7 @@ from rest_framework.serializers import BaseSerializer
 
 from movieapi.errors import MalformedPrecondition, PreconditionFailed, PreconditionRequired
 from movieapi.renderers import ORJSONRenderer, dumps
+from movieapi.replicas import primary_reads, reading_replica
 
 # WSGI hands header values over as latin-1 text, so obs-text (bytes 0x80-0xFF) arrives as U+0080-U+00FF.
 # One `#element` list item: optional whitespace, an optional tag (empty items are allowed, RFC 9110 5.6.1), optional
@@ -169,6 +170,11 @@ class ConditionalRequestMixin:
         if if_match is None and if_none_match is None:
             return response
         etag = self.with_etag(response)
+        if reading_replica() and not names_representation(if_match, if_none_match, etag):
+            # The client holds a tag this replica's copy does not have: perhaps a newer one (from the primary, or
+            # another replica). Never answer it with older data: the primary reads it again, and decides.
+            with primary_reads():
+                return self.retrieve(request, *args, **kwargs)
         if evaluate_preconditions(if_match, if_none_match, etag, instance.version, safe=True):
             # RFC 9110 15.4.5: the ETag the 200 would carry; Content-Length, if any, must be the 200's (not 0, which
             # is what Django's CommonMiddleware would add to an empty answer). No Content-Type: a 304 has no content.
@@ -225,6 +231,15 @@ class ConditionalRequestMixin:
         ):
             self.with_etag(response)
         return super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+
+
+def names_representation(if_match: str | None, if_none_match: str | None, etag: str) -> bool:
+    """True if each condition present lists this ETag (weakly) or `*`: the client asks about this representation, not
+    another one (an older or a newer)."""
+    return all(
+        value is None or weak_match(parse_entity_tags(name, value), etag)
+        for name, value in (("If-Match", if_match), ("If-None-Match", if_none_match))
+    )
 
 
 def evaluate_preconditions(

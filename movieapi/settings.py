@@ -152,10 +152,30 @@ def _database() -> dict[str, object]:
         from movieapi.embedded_db import embedded_database_url
 
         url = embedded_database_url(DATA_DIR / "postgres")
+    config = _connection(url)
+    config["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", f"test_{config['NAME']}")}
+    return config
+
+
+def _replicas() -> dict[str, dict[str, object]]:
+    """DATABASE_REPLICA_URLS as the aliases replica_1, replica_2, ... with the primary's options (docs/replicas.md)."""
+    replicas = {}
+    for number, url in enumerate(env_list("DATABASE_REPLICA_URLS"), start=1):
+        config = _connection(url)
+        options: dict[str, object] = config["OPTIONS"]  # type: ignore[assignment]
+        # A replica host that is gone must cost a read seconds, not the kernel's minutes (libpq's floor is 2 s).
+        options.setdefault("connect_timeout", 2)
+        # Tests run on the primary's test database through this alias: Django creates nothing on a replica.
+        config["TEST"] = {"MIRROR": "default"}
+        replicas[f"replica_{number}"] = config
+    return replicas
+
+
+def _connection(url: str) -> dict[str, object]:
+    """One PostgreSQL connection's settings (the primary's or a replica's) from its URL."""
     config: dict[str, object] = dict(
         dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 600), conn_health_checks=True)
     )
-    config["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", f"test_{config['NAME']}")}
     # Django's PostgreSQL backend with a health check that needs no round trip while the connection is quiet.
     if config.get("ENGINE") == "django.db.backends.postgresql":
         config["ENGINE"] = "movieapi.postgres"
@@ -176,7 +196,15 @@ def _database() -> dict[str, object]:
     return config
 
 
-DATABASES = {"default": _database()}
+DATABASES = {"default": _database(), **_replicas()}
+REPLICA_ALIASES = [alias for alias in DATABASES if alias != "default"]
+# A replica more than this far behind the primary is skipped (its reads go to the primary or another replica).
+REPLICA_MAX_LAG_MS = env_int("REPLICA_MAX_LAG_MS", 1000)
+if REPLICA_ALIASES:
+    # Catalogue reads of safe API requests go to a replica, all else to the primary (movieapi.replicas). Without
+    # replicas neither the router nor the middleware is installed: no cost per request or query.
+    DATABASE_ROUTERS = ["movieapi.replicas.ReplicaRouter"]
+    MIDDLEWARE.insert(MIDDLEWARE.index("movieapi.metrics.MetricsMiddleware") + 1, "movieapi.replicas.ReplicaMiddleware")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Django's ModelBackend with the permission lookup in one statement (movieapi.authentication).
@@ -228,6 +256,11 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if REPLICA_ALIASES and not REDIS_URL:
+    raise ImproperlyConfigured(
+        "DATABASE_REPLICA_URLS needs REDIS_URL: every worker and host must see each caller's last write, "
+        "so that the caller never reads from a replica that has not replayed it (docs/replicas.md)."
+    )
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["movieapi.authentication.TokenAuthentication"],

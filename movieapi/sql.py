@@ -86,3 +86,21 @@ DELETE FROM idempotency_key WHERE id = ANY(ARRAY(
     ORDER BY created_at LIMIT %(limit)s
 ))
 """
+
+
+# ---- read replicas (movieapi.replicas; docs/replicas.md) ---------------------------------------------------------
+
+# The primary's WAL position once a write request's transactions have committed, as a number of bytes. The insert
+# position, not pg_current_wal_lsn() (what has been written out): with synchronous_commit off a commit record may not
+# be written out yet, and a replica must not count as having replayed a write it has not received.
+PRIMARY_WAL_POSITION_SQL = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
+# What a replica has replayed (bytes; NULL if it is not in recovery, i.e. no replica) and how far behind it is: 0 when
+# it has replayed all it received and its WAL receiver runs; else (replay behind, or no receiver: cut off from the
+# primary) the time since the last transaction it replayed committed on the primary, NULL if none since it started.
+# A receiver whose primary went silent still counts until wal_receiver_timeout ends it (docs/replicas.md, limits).
+REPLICA_STATE_SQL = """
+SELECT pg_last_wal_replay_lsn() - '0/0'::pg_lsn,
+       CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() AND EXISTS (SELECT FROM pg_stat_wal_receiver)
+            THEN 0
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000 END
+"""

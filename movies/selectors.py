@@ -1,4 +1,7 @@
-"""Every read that needs shaping: querysets annotated and prefetched so queries stay constant per request."""
+"""Every read that needs shaping: querysets annotated and prefetched so queries stay constant per request.
+
+The prepared statements read where a queryset of the catalogue would (`read_alias`: a replica in a safe API request,
+docs/replicas.md); querysets' `.db` asks the same through the router."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from psycopg.types.numeric import Int8
 
 from movieapi.pagination import ListPlan
 from movieapi.postgres.prepared import prepared_cursor
+from movieapi.replicas import read_alias
 from movies.changes import FeedPage, FeedPosition, feed_page, now_position
 from movies.errors import FeedHistoryGone
 from movies.history import MAX_VERSION, VersionEntry
@@ -44,7 +48,7 @@ def movie_queryset() -> QuerySet[Movie]:
 
 def movie_detail(*, movie_id: int) -> MovieRow | None:
     """One movie's representation row (for `representation.movie_representation`), or None."""
-    with prepared_cursor(row_factory=movie_row) as cursor:
+    with prepared_cursor(read_alias(), row_factory=movie_row) as cursor:
         cursor.execute(MOVIE_BY_ID_SQL, [movie_id])
         row: MovieRow | None = cursor.fetchone()
     return row
@@ -52,7 +56,7 @@ def movie_detail(*, movie_id: int) -> MovieRow | None:
 
 def movie_version(*, movie_id: int) -> int | None:
     """A movie's current version, or None if there is no such movie."""
-    with prepared_cursor() as cursor:
+    with prepared_cursor(read_alias()) as cursor:
         cursor.execute(MOVIE_VERSION_SQL, [movie_id])
         row = cursor.fetchone()
     return None if row is None else int(row[0])
@@ -127,7 +131,7 @@ def person_with_films() -> QuerySet[Person]:
 
 def genre_ids(*, slugs: list[str]) -> dict[str, int]:
     """Slug -> id of the genres among these slugs (a filtered movie list asks on every request: prepared)."""
-    with prepared_cursor() as cursor:
+    with prepared_cursor(read_alias()) as cursor:
         cursor.execute(GENRE_IDS_SQL, [slugs])
         return dict(cursor.fetchall())
 
@@ -182,7 +186,7 @@ def change_feed_page(*, after: FeedPosition, limit: int) -> FeedPage:
     """The change feed's page after a position: one statement (FEED_PAGE_SQL). FeedHistoryGone if entries after it
     were purged."""
     xid, entry_id = Int8(after.xid), Int8(after.id)  # one prepared statement, whatever the numbers' size
-    with prepared_cursor() as cursor:
+    with prepared_cursor(read_alias()) as cursor:
         cursor.execute(FEED_PAGE_SQL, [xid, entry_id, xid, entry_id, Int8(limit)])
         rows = cursor.fetchall()
     page = feed_page(after, rows)
@@ -193,7 +197,7 @@ def change_feed_page(*, after: FeedPosition, limit: int) -> FeedPage:
 
 def change_feed_now() -> FeedPosition:
     """The feed's present: the position after every entry written by a transaction that has ended."""
-    with prepared_cursor() as cursor:
+    with prepared_cursor(read_alias()) as cursor:
         cursor.execute(FEED_NOW_SQL)
         row = cursor.fetchone()
     return now_position(int(row[0]))

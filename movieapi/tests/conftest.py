@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import redis
+
+from conftest import ROOT
+from movieapi.tests.pg_cluster import PgCluster, PgUnavailable
 
 
 @dataclass
@@ -64,3 +69,32 @@ def redis_server() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def replica_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL primary with the `movieapi` database migrated, and a streaming replica of it (pg_cluster: its
+    own primary, since the suite's server has no replication line in pg_hba.conf). Stopped and removed at the end."""
+    try:
+        cluster = PgCluster()
+    except PgUnavailable as reason:
+        pytest.skip(f"no streaming replica: {reason}")
+    # pg_stat_statements, where installed, shows which statements reached which server.
+    if (cluster.bindir.parent / "lib" / "pg_stat_statements.so").exists():
+        cluster.settings["shared_preload_libraries"] = "pg_stat_statements"
+    with cluster:
+        primary = cluster.start_primary()
+        primary.query("CREATE DATABASE movieapi")
+        if "shared_preload_libraries" in cluster.settings:
+            primary.query("CREATE EXTENSION pg_stat_statements", dbname="movieapi")
+        manage_on(primary.url("movieapi"), "migrate", "--noinput", "-v", "0")
+        cluster.start_replica()
+        yield cluster
+
+
+def manage_on(database_url: str, *args: str) -> None:
+    """Run manage.py on that database (without replicas); fail the test with its output if it fails."""
+    command = [sys.executable, "manage.py", *args]
+    env = {**os.environ, "DATABASE_URL": database_url, "DATABASE_REPLICA_URLS": ""}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -113,6 +113,7 @@ class PgServer:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    prefix: tuple[str, ...] = ()
 
     def url(self, dbname: str = "postgres") -> str:
         """A libpq URL to dbname over TCP at the server's listen address."""
@@ -128,7 +129,7 @@ class PgServer:
     def query(self, sql: str, params: Sequence[Any] = (), dbname: str = "postgres") -> list[tuple[Any, ...]]:
         """Run one statement on its own connection and return its rows (none for a statement without)."""
         with self.connect(dbname) as conn, conn.cursor() as cursor:
-            cursor.execute(sql.encode(), params)  # bytes: a literal statement, not a typing.LiteralString
+            cursor.execute(sql.encode(), params or None)  # bytes: not a LiteralString; no params: % is literal
             return cursor.fetchall() if cursor.description else []
 
     def value(self, sql: str, params: Sequence[Any] = (), dbname: str = "postgres") -> Any:
@@ -293,6 +294,15 @@ class PgCluster:
         )
         return self._start(name, data_dir, host=host, port=port, prefix=prefix)
 
+    def restart(self, server: PgServer) -> None:
+        """Start a stopped server again: same folder, address and port (the same PgServer, a new process)."""
+        if server.running:
+            raise RuntimeError(f"{server.name} is running")
+        self.servers.remove(server)
+        started = self._start(server.name, server.data_dir, host=server.host, port=server.port, prefix=server.prefix)
+        self.servers[self.servers.index(started)] = server
+        server.process, server.log = started.process, started.log
+
     def close(self) -> None:
         """Stop every server (fast, then killed) and remove the folder; safe to call twice."""
         for server in reversed(self.servers):
@@ -306,7 +316,7 @@ class PgCluster:
 
     def _start(self, name: str, data_dir: Path, *, host: str, port: int | None, prefix: Sequence[str]) -> PgServer:
         socket_dir = self.folder / f"{name}-socket"
-        socket_dir.mkdir()
+        socket_dir.mkdir(exist_ok=True)
         self._chown(socket_dir)
         port = port or free_port(host)
         options = {
@@ -321,11 +331,11 @@ class PgCluster:
         for key, value in options.items():
             command += ["-c", f"{key}={value}"]
         log = self.folder / f"{name}.log"
-        with log.open("wb") as out:
+        with log.open("ab") as out:
             process = subprocess.Popen(
                 self._command(prefix, command), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        server = PgServer(name, data_dir, socket_dir, host, port, process, log)
+        server = PgServer(name, data_dir, socket_dir, host, port, process, log, tuple(prefix))
         self.servers.append(server)  # from here close() stops it, whatever happens next
         self._wait_ready(server)
         return server
@@ -339,7 +349,8 @@ class PgCluster:
                 raise RuntimeError(f"{server.name} exited at start:\n{server.output()}")
             with contextlib.suppress(FileNotFoundError):
                 lines = pid_file.read_text().splitlines()
-                if len(lines) >= 8 and lines[7].strip() == "ready":
+                # Line 1 is the postmaster's pid (a file left by a killed one is not this one's), line 8 its status.
+                if len(lines) >= 8 and lines[0] == str(server.process.pid) and lines[7].strip() == "ready":
                     return
             time.sleep(0.05)
         raise RuntimeError(f"{server.name} did not become ready in {START_TIMEOUT:.0f} s:\n{server.output()}")

@@ -45,7 +45,7 @@ class Answer:
     content_type: str = ""
     body: bytes = b""
     error: str = ""
-    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -78,8 +78,8 @@ def call(
     try:
         conn.request(method, path, body=payload, headers=all_headers)
         response = conn.getresponse()
-        received = {name.lower(): value for name, value in response.getheaders()}
-        return Answer(response.status, received.get("content-type", ""), response.read(), headers=received)
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return Answer(response.status, response.getheader("Content-Type", ""), response.read(), headers=headers)
     except (OSError, http.client.HTTPException) as exc:
         return Answer(0, error=f"{type(exc).__name__}: {exc}")
     finally:

@@ -72,7 +72,11 @@ def test_server_refuses_to_start_without_a_real_secret_key(key: str, tmp_path: P
 def test_readyz_ok_when_database_cache_and_migrations_are(db: None, client: Client) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "migrations": "ok", "cache": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "migrations": "ok", "cache": "ok"},
+        "replicas": {},  # none configured (docs/replicas.md)
+    }
 
 
 def test_probes_answer_for_any_host_and_without_https_redirect(db: None, client: Client, settings: Any) -> None:
