@@ -55,13 +55,12 @@ def unavailable() -> str | None:
 
 
 def _alive(pid: int) -> bool:
+    """True if pid runs (a zombie, killed and not yet reaped by its parent, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}  # the name, in parentheses, may hold spaces
 
 
 def _ip(*args: str) -> None:

@@ -12,6 +12,7 @@ docs/operations.md, "The proxy" and "The stack test", says what is proven and ho
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -28,6 +29,8 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from conftest import ROOT
 from movieapi.tests import netns
@@ -297,6 +300,8 @@ def _build(network: Network) -> Stack:
         "PORT": str(API_PORT),
         "WEB_CONCURRENCY": "2",
         "THROTTLE_KEY_PREFIX": "stack:",
+        # A replica whose replay a test paused keeps serving anonymous reads, so their answers show who served them.
+        "REPLICA_MAX_LAG_MS": "600000",
     }
     for command in (["migrate", "--no-input", "-v0"], ["create_curator", CURATOR[0], "--password", CURATOR[1]]):
         argv = apis[0].host.command([sys.executable, "manage.py", *command])
@@ -468,6 +473,69 @@ def test_the_shipped_proxy_spreads_requests_over_every_address_of_api(stack: Sta
     logged = stack.upstreams()
     served = [logged[rid][1][-1] for rid in rids]
     assert {served.count(api.upstream) for api in stack.apis} == {10}  # round robin: ten each
+
+
+# ---- reads on the replica -----------------------------------------------------------------------
+
+
+def host_metrics(stack: Stack) -> list[list[Sample]]:
+    """Each API host's /metrics, read from the host itself (the proxy does not expose it)."""
+
+    def read(api: ApiHost) -> list[Sample]:
+        answer = send("GET", "/metrics", rid=request_id("metrics"), host=api.host.address, port=API_PORT)
+        assert answer.status == 200, answer
+        return [sample for family in text_string_to_metric_families(answer.body.decode()) for sample in family.samples]
+
+    return stack.in_client(lambda: [read(api) for api in stack.apis])
+
+
+def counter(samples: list[Sample], name: str, **labels: str) -> float:
+    return sum(sample.value for sample in samples if sample.name == name and labels.items() <= sample.labels.items())
+
+
+def test_reads_spread_over_the_replica_while_each_caller_reads_its_writes(stack: Stack) -> None:
+    """With the replica's replay paused, a curator reads each of its writes on whichever host answers (its last
+    write is in Redis, shared by the hosts), while anonymous readers keep reading the replica's older copy."""
+    stack.configure(OPEN_RATES)
+    (movie,) = seed_movies(stack, 1)
+    path = f"{MOVIES}{movie}/"
+    stack.replica.wait_replayed(stack.primary.current_lsn())
+
+    def readyz(api: ApiHost) -> Any:
+        return send("GET", "/readyz", rid=request_id("ready"), host=api.host.address, port=API_PORT).json()
+
+    replicas = [ready["replicas"] for ready in stack.in_client(lambda: [readyz(api) for api in stack.apis])]
+    assert [(set(report), report["replica_1"]["state"]) for report in replicas] == [({"replica_1"}, "ok")] * 3
+
+    def write(version: int) -> Answer:
+        change = {"version": version, "title": f"stack-ryw-{version + 1}"}
+        return send("PATCH", path, change, rid=request_id("ryw"), token=stack.token)
+
+    def versions(token: str = "") -> list[int]:
+        answers = [send("GET", path, rid=request_id("ryw"), token=token) for _ in range(6)]  # two per host
+        assert [answer.status for answer in answers] == [200] * 6, answers
+        return [answer.json()["version"] for answer in answers]
+
+    before = host_metrics(stack)
+    stack.replica.pause_replay()
+    try:
+        for version in (1, 2, 3):
+            written = stack.in_client(functools.partial(write, version))
+            assert (written.status, written.json()["version"]) == (200, version + 1)
+            assert stack.in_client(lambda: versions(stack.token)) == [version + 1] * 6
+            assert stack.in_client(versions) == [1] * 6  # the replica's copy: replay stopped at version 1
+    finally:
+        stack.replica.resume_replay()
+    stack.replica.wait_replayed(stack.primary.current_lsn())
+    assert stack.in_client(versions) == [4] * 6
+    after = host_metrics(stack)
+    for then, now in zip(before, after, strict=True):
+        assert (
+            counter(now, "movieapi_db_reads_total", target="replica")
+            >= counter(then, "movieapi_db_reads_total", target="replica") + 8
+        )  # every host: 2 anonymous reads a round, and 2 once caught up
+        skipped = counter(now, "movieapi_replica_skipped_total", reason="behind_caller")
+        assert skipped >= counter(then, "movieapi_replica_skipped_total", reason="behind_caller") + 6
 
 
 # ---- rate limits across hosts ------------------------------------------------------------------
