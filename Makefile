@@ -104,6 +104,12 @@ bench-throttle: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py
 	@if grep -q '^bench-throttle:' Makefile; then $(MAKE) bench-throttle; fi
+	$(MAKE) bench-replica
+
+## make bench-replica: detail and list reads on the primary vs one streaming replica, with the CPU split per process
+.PHONY: bench-replica
+bench-replica: $(VENV)/.installed-dev
+	$(BIN)/python bench/replica.py
 
 ## make install-browser / install-redis / install-nginx: what `make test` needs beyond Python, from Debian's apt when
 ## missing: headless Chromium + chromedriver (the admin's browser tests), redis-server (the rate-limit tests start

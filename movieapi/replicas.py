@@ -10,7 +10,8 @@ A replica is a candidate when this worker's view of it (one query, at most every
 reachable and at most REPLICA_MAX_LAG_MS behind. An authenticated caller never reads older data than its own last
 write: after a write request the primary's WAL position is remembered for the caller in Redis, and a replica that has
 not replayed up to it is passed over (the primary answers). A replica that refuses connections or dies mid-request is
-marked down for DOWN_SECONDS and the request is answered again from the primary: no 5xx.
+marked down for a while (DOWN_SECONDS, doubled while it keeps failing) and the request is answered again from the
+primary: no 5xx.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ from movieapi.sql import PRIMARY_WAL_POSITION_SQL, REPLICA_STATE_SQL
 logger = logging.getLogger(__name__)
 
 PROBE_INTERVAL = 0.2  # seconds a worker trusts what it last learnt of a replica (its replay position and lag)
-DOWN_SECONDS = 2.0  # a replica that failed is left alone this long, then probed again
+# A replica that failed is left alone this long, then probed again; doubled while it keeps failing (a host that drops
+# packets costs the one request that probes it a connect timeout, so rarely), up to MAX_DOWN_SECONDS.
+DOWN_SECONDS = 2.0
+MAX_DOWN_SECONDS = 30.0
+WARN_EVERY = 10.0  # seconds between two log lines about the same Redis trouble, per worker
 ROUTED_APP = "movies"  # the catalogue; every other app's models are read on the primary
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 API_PREFIX = "/api/"
@@ -72,6 +77,7 @@ class ReplicaState:
     lag_ms: float | None = None
     checked: float = float("-inf")  # time.monotonic() of the last probe
     down_until: float = 0.0
+    failures: int = 0  # in a row
 
 
 _states: dict[str, ReplicaState] = {}
@@ -97,7 +103,7 @@ def _probe(state: ReplicaState, now: float) -> None:
     except Error as exc:
         mark_down(state.alias, exc)
         return
-    state.checked = now
+    state.checked, state.failures = now, 0
     state.replayed = None if replayed is None else int(replayed)
     state.lag_ms = None if lag_ms is None else float(lag_ms)
     within = state.replayed is not None and state.lag_ms is not None and state.lag_ms <= settings.REPLICA_MAX_LAG_MS
@@ -105,13 +111,26 @@ def _probe(state: ReplicaState, now: float) -> None:
 
 
 def mark_down(alias: str, why: BaseException | str) -> None:
-    """Leave the replica alone for DOWN_SECONDS, its connection closed (the next probe connects afresh)."""
+    """Leave the replica alone for a while (DOWN_SECONDS, doubled while it keeps failing), its connection closed."""
     state = _states.setdefault(alias, ReplicaState(alias))
     now = time.monotonic()
-    state.state, state.lag_ms, state.checked, state.down_until = UNREACHABLE, None, now, now + DOWN_SECONDS
-    logger.warning("replica %s unreachable, reads go elsewhere for %.0f s: %s", alias, DOWN_SECONDS, why)
+    down = min(DOWN_SECONDS * 2**state.failures, MAX_DOWN_SECONDS)
+    state.state, state.lag_ms, state.checked, state.down_until = UNREACHABLE, None, now, now + down
+    state.failures += 1
+    logger.warning("replica %s unreachable, reads go elsewhere for %.0f s: %s", alias, down, why)
     with suppress(Error):
         connections[alias].close()
+
+
+_warned: dict[str, float] = {}
+
+
+def _warn(what: str, message: str, *args: Any) -> None:
+    """Log a warning, at most once per WARN_EVERY seconds for the same `what` (Redis down: not a line per request)."""
+    now = time.monotonic()
+    if now - _warned.get(what, float("-inf")) >= WARN_EVERY:
+        _warned[what] = now
+        logger.warning(message, *args)
 
 
 def readiness() -> dict[str, dict[str, Any]]:
@@ -149,7 +168,7 @@ def remember_write(user_id: int) -> None:
         mark(keys=[f"{MARK_PREFIX}{user_id}"], args=[f"{position:016x}", settings.REPLICA_MAX_LAG_MS + MARK_MARGIN_MS])
     except (Error, redis.RedisError) as exc:
         # The caller may now read older data than its write from a replica, for up to the lag bound.
-        logger.warning("could not remember user %s's write for read-your-writes: %r", user_id, exc)
+        _warn("mark", "could not remember user %s's write for read-your-writes: %r", user_id, exc)
 
 
 def last_write(user_id: int) -> int | None:
@@ -222,52 +241,52 @@ def _choose(request: HttpRequest) -> str | None:
     if user is None and "HTTP_AUTHORIZATION" in request.META:
         return None
     now = time.monotonic()
-    candidates = []
-    for alias in settings.REPLICA_ALIASES:
-        state = replica_state(alias, now)
-        if state.state == OK:
-            candidates.append(state)
-        else:
-            REPLICA_SKIPPED.labels(alias, LAG if state.state == LAGGING else UNREACHABLE).inc()
-    if candidates and user is not None and user.is_authenticated:
-        candidates = _past_last_write(candidates, user.pk)
+    states = [replica_state(alias, now) for alias in settings.REPLICA_ALIASES]
+    written: int | None = None
+    if user is not None and user.is_authenticated and any(state.state == OK for state in states):
+        try:
+            written = last_write(user.pk)
+        except redis.RedisError as exc:
+            _warn("read", "could not read user %s's last write, reading the primary: %r", user.pk, exc)
+            states = []
+    candidates = [state for state in states if _qualifies(state, written)]
     while candidates:
         state = random.choice(candidates)  # noqa: S311 (spreading load, not a secret)
-        if _connected(state.alias):
-            DB_READS.labels("replica").inc()
-            return state.alias
-        REPLICA_SKIPPED.labels(state.alias, UNREACHABLE).inc()
         candidates.remove(state)
+        connection = connections[state.alias]
+        before = connection.connection
+        if not _connected(connection):
+            REPLICA_SKIPPED.labels(state.alias, UNREACHABLE).inc()
+            continue
+        # A new connection may have reached another server than the probe did (a load-balanced read endpoint).
+        if connection.connection is not before:
+            _probe(state, time.monotonic())
+            if not _qualifies(state, written):
+                continue
+        DB_READS.labels("replica").inc()
+        return state.alias
     DB_READS.labels(PRIMARY).inc()
     return DEFAULT_DB_ALIAS
 
 
-def _past_last_write(candidates: list[ReplicaState], user_id: int) -> list[ReplicaState]:
-    """The candidates that have replayed the caller's last write (none if Redis cannot say what it was)."""
-    try:
-        written = last_write(user_id)
-    except redis.RedisError as exc:
-        logger.warning("could not read user %s's last write, reading the primary: %r", user_id, exc)
-        return []
-    if written is None:
-        return candidates
-    past = []
-    for state in candidates:
-        if state.replayed is not None and state.replayed >= written:
-            past.append(state)
-        else:
-            REPLICA_SKIPPED.labels(state.alias, BEHIND_CALLER).inc()
-    return past
+def _qualifies(state: ReplicaState, written: int | None) -> bool:
+    """True if reads may go to the replica: ok, and past the caller's last write; else the reason is counted."""
+    if state.state != OK:
+        REPLICA_SKIPPED.labels(state.alias, LAG if state.state == LAGGING else UNREACHABLE).inc()
+        return False
+    if written is not None and (state.replayed is None or state.replayed < written):
+        REPLICA_SKIPPED.labels(state.alias, BEHIND_CALLER).inc()
+        return False
+    return True
 
 
-def _connected(alias: str) -> bool:
-    """Open (or check, without a round trip while quiet) the replica's connection; False if it cannot be had."""
-    connection = connections[alias]
+def _connected(connection: Any) -> bool:
+    """Open (or check, without a round trip while quiet) a replica's connection; False if it cannot be had."""
     try:
         connection.close_if_health_check_failed()
         connection.ensure_connection()
     except Error as exc:
-        mark_down(alias, exc)
+        mark_down(connection.alias, exc)
         return False
     return True
 

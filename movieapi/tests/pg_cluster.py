@@ -102,6 +102,16 @@ def _run_as() -> pwd.struct_passwd | None:
         raise PgUnavailable(f"running as root and there is no {SERVER_USER!r} user to run PostgreSQL as") from None
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is pid (from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
 @dataclass
 class PgServer:
     """One running postmaster: its folder, address and process."""
@@ -177,27 +187,28 @@ class PgServer:
     # ---- stopping -------------------------------------------------------------------------------
 
     def stop(self, mode: str = "fast", timeout: float = 30) -> None:
-        """Shut down ("smart", "fast" or "immediate", as pg_ctl names them), killing it if it overstays."""
+        """Shut down ("smart", "fast" or "immediate", as pg_ctl names them), killed if it overstays. A postmaster
+        exits after all its processes, so once it has exited nothing of it is left."""
+        if not self.running:
+            return
         sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode]
-        if self.running:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._kill_group()
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the postmaster and every backend of it (its process group)."""
-        self._kill_group()
+        """SIGKILL every process the postmaster started, then the postmaster (each backend calls setsid(), so they
+        are found as its children, not as its process group). Never after it was reaped: its pid may be reused."""
+        if self.process.poll() is not None:
+            return
+        for pid in [*_children(self.process.pid), self.process.pid]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
-
-    def _kill_group(self) -> None:
-        # The postmaster leads its own process group (start_new_session), and its backends stay in it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -261,6 +262,32 @@ def test_stopping_the_replica_under_load_fails_no_read(live: Stack) -> None:
         return metric(live.lenient, "movieapi_db_reads_total", target="replica") > before
 
     wait_for(reads_replica_again, 30, "reads to return to the restarted replica")
+
+
+def test_a_replica_dying_in_the_middle_of_a_read_leaves_the_read_to_the_primary(live: Stack) -> None:
+    movie = create_movie(live, "Mid-Request")
+    path = f"/api/v1/movies/{movie['id']}/"
+    live.caught_up()
+    unreachable_before = metric(live.lenient, "movieapi_replica_skipped_total", reason="unreachable")
+    answers: list[Answer] = []
+    with psycopg.connect(live.primary.url("movieapi")) as holder:
+        # An ACCESS EXCLUSIVE lock is replayed on the replica: a read of the table there waits until the lock's
+        # transaction ends on the primary. So the read is caught in the middle, on the replica, for as long as we like.
+        holder.execute("LOCK TABLE movies_movie IN ACCESS EXCLUSIVE MODE")
+        locks = (
+            "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'movies_movie'::regclass"
+        )
+        wait_for(lambda: live.replica.value(locks, dbname="movieapi"), 30, "the replica to replay the lock")
+        reader = threading.Thread(target=lambda: answers.append(call(live.lenient.url, "GET", path)))
+        reader.start()
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = 'movieapi'"
+        wait_for(lambda: live.replica.value(waiting), 30, "the read to wait on the replica")
+        live.replica.stop("fast")  # ends the session the read waits in
+        holder.rollback()  # the read, now answered again from the primary, may go on there
+        reader.join(30)
+    assert [(answer.status, answer.json()["id"]) for answer in answers] == [(200, movie["id"])]
+    assert metric(live.lenient, "movieapi_replica_skipped_total", reason="unreachable") == unreachable_before + 1
+    assert "its connection was lost during a request" in live.lenient.output()
 
 
 # ---- writes ----------------------------------------------------------------------------------------------------
