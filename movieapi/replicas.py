@@ -43,7 +43,8 @@ DOWN_SECONDS = 2.0
 MAX_DOWN_SECONDS = 30.0
 WARN_EVERY = 10.0  # seconds between two log lines about the same Redis trouble, per worker
 ROUTED_APP = "movies"  # the catalogue; every other app's models are read on the primary
-SAFE_METHODS = frozenset({"GET", "HEAD"})
+SAFE_METHODS = frozenset({"GET", "HEAD"})  # routed; OPTIONS (a description, not the catalogue) reads the primary
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_PREFIX = "/api/"
 PRIMARY = "primary"
 # A replica's state as /readyz reports it, and why a request passed one over (movieapi_replica_skipped_total).
@@ -335,9 +336,10 @@ class ReplicaMiddleware:
                 return self._routed(request)
             return self.get_response(request)
         response = self.get_response(request)
+        if request.method not in WRITE_METHODS or 400 <= response.status_code < 500:
+            return response  # no write: another method, or refused (a 5xx may have committed before it failed)
         user = request.__dict__.get("user")
-        # A refused request (4xx) wrote nothing; a 5xx may have committed before it failed.
-        if not 400 <= response.status_code < 500 and user is not None and user.is_authenticated:
+        if user is not None and user.is_authenticated:
             remember_write(user.pk)
         return response
 
