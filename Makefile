@@ -39,8 +39,14 @@ run: $(VENV)/.installed $(DATA)/secret_key
 	exec $(BIN)/gunicorn movieapi.wsgi -c gunicorn.conf.py
 
 ## make test: the whole suite (real PostgreSQL: DATABASE_URL, else the embedded one; real Redis and gunicorn)
-test: $(VENV)/.installed-dev install-browser install-redis
+test: $(VENV)/.installed-dev install-browser install-redis install-nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make stack-test: the multi-host stack alone (nginx with deploy/nginx.conf, three API hosts, PostgreSQL primary and
+## replica, Redis) in network namespaces, as root; part of `make test` too (docs/operations.md, "The stack test")
+.PHONY: stack-test
+stack-test: $(VENV)/.installed-dev install-redis install-nginx
+	$(BIN)/pytest movieapi/tests/test_stack_live.py $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -108,13 +114,16 @@ bench: $(VENV)/.installed-dev
 bench-replica: $(VENV)/.installed-dev
 	$(BIN)/python bench/replica.py
 
-## make install-browser / install-redis: what `make test` needs beyond Python, from Debian's apt when missing:
-## headless Chromium + chromedriver (the admin's browser tests) and redis-server (the rate-limit tests start their own)
-.PHONY: install-browser install-redis
+## make install-browser / install-redis / install-nginx: what `make test` needs beyond Python, from Debian's apt when
+## missing: headless Chromium + chromedriver (the admin's browser tests), redis-server (the rate-limit tests start
+## their own) and nginx (the stack test's proxy; only as root, the one user that test runs as: elsewhere it skips)
+.PHONY: install-browser install-redis install-nginx
 install-browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || $(call apt_install,chromium chromium-driver)
 install-redis:
 	@command -v redis-server >/dev/null || $(call apt_install,redis-server)
+install-nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || [ "$$(id -u)" != 0 ] || $(call apt_install,nginx)
 
 # apt-get as root, or through sudo when it needs no password; elsewhere (no apt, no root) say what to install.
 apt_install = { command -v apt-get >/dev/null && \

@@ -52,11 +52,22 @@ class Answer:
 
 
 def call(
-    base: str, method: str, path: str, body: Any = None, *, token: str = "", timeout: float = 20, **headers: str
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    token: str = "",
+    timeout: float = 20,
+    source: str = "",
+    **headers: str,
 ) -> Answer:
-    """One HTTP request on a fresh connection; transport failures become Answer(status=0)."""
+    """One HTTP request on a fresh connection (from the local address source, if given); transport failures become
+    Answer(status=0)."""
     parts = urlsplit(base)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port, timeout=timeout, source_address=(source, 0) if source else None
+    )
     all_headers = {"Accept": "application/json", **headers}
     if token:
         all_headers["Authorization"] = f"Bearer {token}"

@@ -30,8 +30,8 @@ def test_what_make_test_needs_is_said_and_installed_by_the_makefile() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     prerequisites = re.search(r"^test: (.*)$", makefile, re.MULTILINE)
     assert prerequisites
-    assert {"install-browser", "install-redis"} <= set(prerequisites.group(1).split())
-    for package in ("redis-server", "chromium", "chromium-driver"):
+    assert {"install-browser", "install-redis", "install-nginx"} <= set(prerequisites.group(1).split())
+    for package in ("redis-server", "chromium", "chromium-driver", "nginx"):
         assert package in makefile
         assert f"`{package}`" in README
 
