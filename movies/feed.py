@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from movieapi.errors import unknown_names_errors
 from movies import selectors
 from movies.changes import (
     CURSOR_PATTERN,
@@ -103,10 +104,12 @@ def _feed_query(request: Request) -> tuple[FeedPosition | None, int]:
     """The position to read after (None: `now`) and the limit; 400 naming every bad parameter."""
     params = request.query_params
     errors: dict[str, list[str]] = {}
-    for name in params:
-        if name not in FEED_PARAMETERS:
-            errors[name] = [f"Unknown query parameter. Known: {', '.join(FEED_PARAMETERS)}."]
-        elif len(params.getlist(name)) > 1:
+    unknown = [name for name in params if name not in FEED_PARAMETERS]
+    if unknown:
+        message = f"Unknown query parameter. Known: {', '.join(FEED_PARAMETERS)}."
+        errors.update(unknown_names_errors(unknown, message, what="query parameters"))
+    for name in FEED_PARAMETERS:
+        if len(params.getlist(name)) > 1:
             errors[name] = ["Given more than once; send it once."]
     limit = FEED_DEFAULT_LIMIT
     raw_limit = params.get("limit")

@@ -14,12 +14,13 @@ from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import extend_schema_field
 
+from movieapi.errors import unknown_names_errors
 from movieapi.fields import PG_BIGINT_MAX, PY_WHITESPACE
 from movieapi.filtersets import PlanningFilterSet
 from movieapi.pagination import ListPlan
 from movies import selectors
 from movies.models import CastMember, Genre, Movie, Person
-from movies.rules import DB_MAX_YEAR, MAX_GENRES, MAX_RUNTIME, SLUG_RE
+from movies.rules import DB_MAX_YEAR, MAX_GENRES, MAX_ORDERING_KEYS, MAX_RUNTIME, SLUG_RE
 from movies.search import search_genres, search_movies, search_people
 
 _SLUG = re.compile(SLUG_RE)
@@ -87,7 +88,13 @@ class OrderingField(forms.Field):
 
     def to_python(self, value: Any) -> list[str]:
         """Split and check every key against the allowed ones."""
-        keys = [part.strip() for part in str(value or "").split(",") if part.strip()]
+        parts = str(value or "").split(",")
+        if len(parts) > MAX_ORDERING_KEYS:
+            raise forms.ValidationError(
+                "At most %(max)d comma-separated ordering keys; got %(count)s.",
+                params={"max": MAX_ORDERING_KEYS, "count": f"{len(parts):,}"},
+            )
+        keys = [part.strip() for part in parts if part.strip()]
         allowed = {choice for choice, _ in ORDERING_CHOICES}
         bad = [key for key in keys if key not in allowed]
         if bad:
@@ -119,10 +126,12 @@ class IntegerFilter(django_filters.Filter):
     field_class = forms.IntegerField
 
 
-def _comma_separated(token: str) -> str:
-    """A pattern for comma-separated tokens as the fields above read them: parts trimmed, empty parts skipped."""
+def _comma_separated(token: str, *, max_parts: int | None = None) -> str:
+    """A pattern for comma-separated tokens as the fields above read them: parts trimmed, empty parts skipped (and
+    counted against `max_parts`)."""
     part = rf"[{PY_WHITESPACE}]*(?:{token})?[{PY_WHITESPACE}]*"
-    return rf"^{part}(?:,{part})*$"
+    more = "*" if max_parts is None else f"{{0,{max_parts - 1}}}"
+    return rf"^{part}(?:,{part}){more}$"
 
 
 # Repeatable (`genre=a&genre=b`); each value comma-separated slugs. Whether a slug exists is the data's to say (400).
@@ -136,7 +145,12 @@ class PersonFilter(django_filters.Filter):
     field_class = PersonIdField
 
 
-@extend_schema_field({"type": "string", "pattern": _comma_separated(rf"-?(?:{'|'.join(ORDERING_FIELDS)})")})
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": _comma_separated(rf"-?(?:{'|'.join(ORDERING_FIELDS)})", max_parts=MAX_ORDERING_KEYS),
+    }
+)
 class OrderingKeysFilter(django_filters.Filter):
     field_class = OrderingField
 
@@ -145,15 +159,16 @@ class StrictFilterForm(forms.Form):
     """Refuse query parameters the list does not know, naming them (a typo must not silently widen a search)."""
 
     def clean(self) -> dict[str, Any]:
-        """Add an error for every unknown parameter."""
+        """Add an error for the unknown parameters (the first few, and how many more) and for repeated ones."""
         cleaned = super().clean() or {}
-        for name in self.data:
-            if name not in self.fields and name not in PAGING_PARAMETERS:
-                self.errors[name] = self.error_class(
-                    [f"Unknown query parameter. Known: {', '.join([*self.fields, *sorted(PAGING_PARAMETERS)])}."]
-                )
-            elif (
-                name in self.fields
+        unknown = [name for name in self.data if name not in self.fields and name not in PAGING_PARAMETERS]
+        if unknown:
+            message = f"Unknown query parameter. Known: {', '.join([*self.fields, *sorted(PAGING_PARAMETERS)])}."
+            for name, messages in unknown_names_errors(unknown, message, what="query parameters").items():
+                self.errors[name] = self.error_class(messages)
+        for name in self.fields:
+            if (
+                name in self.data
                 and _repeated(self.data, name)
                 and not isinstance(self.fields[name].widget, MultiValueWidget)
             ):

@@ -21,6 +21,10 @@ MAX_CAST = 500
 SCALAR_FIELDS = ("title", "year", "runtime", "overview", "imdb_id")
 RELATION_FIELDS = ("genres", "directors", "cast")
 
+# The lists' `ordering`: comma-separated keys (empty parts count). The index serves the first key; a few more break
+# its ties, and 1,300 repeated keys once reached the SQL and every `next` link.
+MAX_ORDERING_KEYS = 3
+
 # People, credits and genres.
 MAX_NAME_LENGTH = 300
 MAX_CHARACTER_LENGTH = 500

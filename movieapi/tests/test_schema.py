@@ -87,6 +87,10 @@ def test_paging_and_filters_state_their_bounds(schema: dict) -> None:
     ordering = re.compile(_parameter(movies, "ordering")["schema"]["pattern"])
     assert ordering.search("-year, title")
     assert not ordering.search("-year,nope")
+    # At most MAX_ORDERING_KEYS comma-separated parts, as the filter counts them (empty parts included).
+    assert ordering.search("rating,-year,title")
+    assert not ordering.search("rating,-year,title,year")
+    assert not ordering.search("title,,,year")
 
 
 def test_request_bodies_are_closed_and_bounded(schema: dict) -> None:

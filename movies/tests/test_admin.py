@@ -180,6 +180,25 @@ def test_search_is_the_apis_search(web: Client, movie: Movie) -> None:
     assert [r["text"] for r in autocomplete.json()["results"]] == ["Keanu Reeves"]
 
 
+@pytest.mark.parametrize("field_name", ["genres", "directors"])
+@pytest.mark.parametrize("term", ["\x00", "kea\x00nu"])
+def test_autocomplete_with_a_nul_finds_nothing(web: Client, movie: Movie, field_name: str, term: str) -> None:
+    """A NUL in `term` reached PostgreSQL (DataError, a 500); no stored text holds one, so nothing matches."""
+    autocomplete = web.get(
+        "/admin/autocomplete/",
+        {"term": term, "app_label": "movies", "model_name": "movie", "field_name": field_name},
+    )
+    assert autocomplete.status_code == 200
+    assert autocomplete.json()["results"] == []
+
+
+@pytest.mark.parametrize("changelist", ["movie", "person", "genre"])
+def test_changelist_search_with_a_nul_is_refused_by_the_admin(web: Client, movie: Movie, changelist: str) -> None:
+    response = web.get(f"/admin/movies/{changelist}/", {"q": "\x00"})
+    assert response.status_code == 200
+    assert "Null characters are not allowed." in response.content.decode()
+
+
 def test_curators_can_view_ratings_but_not_change_them_nor_users(web: Client) -> None:
     assert web.get("/admin/movies/rating/").status_code == 200
     assert web.get("/admin/movies/rating/add/").status_code == 403

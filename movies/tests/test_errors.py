@@ -8,7 +8,9 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
+from movieapi.errors import MAX_LISTED_NAMES
 from movies.models import Movie
+from movies.rules import MAX_ORDERING_KEYS
 
 pytestmark = pytest.mark.django_db
 
@@ -226,3 +228,66 @@ def test_a_rating_by_an_account_gone_meanwhile_answers_401() -> None:
     assert response.status_code == 401
     assert response.data["type"] == "urn:movieapi:problem:authentication-failed"
     assert response.data["detail"] == "This account no longer exists."
+
+
+# ---- what an error lists is bounded by MAX_LISTED_NAMES, not by the request (issue #19) ----
+
+
+def test_unknown_fields_are_listed_up_to_a_bound(curator_client: APIClient) -> None:
+    """80,000 unknown keys once answered 5.2 MB (each named in `errors` and in `detail`) after ~1 s of CPU."""
+    body = json.dumps({f"k{i}": 1 for i in range(80_000)})
+    response = post_raw(curator_client, body)
+    problem = assert_problem(response, 400)
+    errors = problem["errors"]
+    assert isinstance(errors, dict)
+    assert list(errors) == [*sorted(f"k{i}" for i in range(80_000))[:MAX_LISTED_NAMES], "non_field_errors"]
+    assert errors["non_field_errors"] == ["… and 79,990 more unknown fields; only the first 10 are listed."]
+    assert "… and 79,990 more unknown fields" in str(problem["detail"])
+    assert len(response.content) < 2000  # type: ignore[attr-defined]
+
+
+def test_unknown_fields_of_a_nested_object_are_listed_up_to_a_bound(curator_client: APIClient) -> None:
+    entry = {"person": 1, **{f"x{i:02d}": 1 for i in range(25)}}
+    problem = assert_problem(
+        curator_client.post(URL, {"title": "T", "year": 2000, "cast": [entry]}, format="json"), 400
+    )
+    assert problem["errors"] == {
+        **{f"cast.0.x{i:02d}": ["This field does not exist on this resource."] for i in range(MAX_LISTED_NAMES)},
+        "cast.0.non_field_errors": ["… and 15 more unknown fields; only the first 10 are listed."],
+    }
+
+
+def test_a_few_unknown_fields_are_all_listed(curator_client: APIClient) -> None:
+    body = {"title": "T", "year": 2000, **{f"x{i}": 1 for i in range(MAX_LISTED_NAMES)}}
+    problem = assert_problem(curator_client.post(URL, body, format="json"), 400)
+    assert problem["errors"] == {f"x{i}": ["This field does not exist on this resource."] for i in range(10)}
+    assert "more" not in str(problem["detail"])
+
+
+@pytest.mark.parametrize("url", [URL, "/api/v1/people/", "/api/v1/changes/"])
+def test_unknown_query_parameters_are_listed_up_to_a_bound(curator_client: APIClient, url: str) -> None:
+    response = curator_client.get(url + "?" + "&".join(f"x{i:03d}=1" for i in range(900)))
+    problem = assert_problem(response, 400)
+    errors = problem["errors"]
+    assert isinstance(errors, dict)
+    assert list(errors) == [*(f"x{i:03d}" for i in range(MAX_LISTED_NAMES)), "non_field_errors"]
+    assert errors["non_field_errors"] == ["… and 890 more unknown query parameters; only the first 10 are listed."]
+    assert len(response.content) < 3000
+
+
+def test_ordering_takes_a_bounded_number_of_keys(curator_client: APIClient) -> None:
+    keys = ["rating", "-year", "title", "created_at"][:MAX_ORDERING_KEYS]
+    assert curator_client.get(URL, {"ordering": ",".join(keys)}).status_code == 200
+    problem = assert_problem(curator_client.get(URL, {"ordering": ",".join([*keys, "runtime"])}), 400)
+    assert problem["errors"] == {
+        "ordering": [f"At most {MAX_ORDERING_KEYS} comma-separated ordering keys; got {MAX_ORDERING_KEYS + 1}."]
+    }
+
+
+def test_repeated_ordering_keys_are_refused_not_echoed(curator_client: APIClient) -> None:
+    """1,300 repeated keys were accepted and echoed into every `next` link."""
+    Movie.objects.bulk_create([Movie(title=f"M{i}", year=2000) for i in range(3)])
+    response = curator_client.get(URL, {"ordering": ",".join(["title"] * 1300), "page_size": "1"})
+    problem = assert_problem(response, 400)
+    assert problem["errors"] == {"ordering": [f"At most {MAX_ORDERING_KEYS} comma-separated ordering keys; got 1,300."]}
+    assert b"title,title" not in response.content
