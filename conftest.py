@@ -181,6 +181,8 @@ def start_gunicorn(
         "THROTTLE_USER_RATE": "1000000/min",
         "THROTTLE_AUTH_RATE": "1000000/min",
         "THROTTLE_GLOBAL_RATE": "1000000/s",
+        "THROTTLE_ADMIN_LOGIN_IP_RATE": "1000000/min",
+        "THROTTLE_ADMIN_LOGIN_USERNAME_RATE": "1000000/min",
         **(env or {}),
     }
     log = tmp_dir / f"gunicorn-{port}.log"

@@ -26,6 +26,7 @@ from movieapi.authentication import TokenAuthentication
 from movieapi.fields import StrictCharField, StrictSerializerMixin
 from movieapi.idempotency import IDEMPOTENCY_KEY, respond_once
 from movieapi.sql import REGISTRATION_LOCK_SQL
+from movieapi.tokens import user_tokens_revoke
 
 
 class LoginSerializer(StrictSerializerMixin, serializers.Serializer):
@@ -39,11 +40,14 @@ class TokenSerializer(serializers.Serializer):
 
 
 class TokenView(APIView):
-    """Log in: username and password in, a bearer token out."""
+    """Log in: username and password in, a bearer token out; log out everywhere: all the caller's tokens revoked."""
 
     authentication_classes = [TokenAuthentication]
-    permission_classes = [AllowAny]
     throttle_scope = "auth"
+
+    def get_permissions(self) -> list[Any]:
+        """Anyone may log in; only a token holder may revoke their tokens."""
+        return [IsAuthenticated()] if self.request.method == "DELETE" else [AllowAny()]
 
     @extend_schema(request=LoginSerializer, responses={201: TokenSerializer}, summary="Log in")
     def post(self, request: Request) -> Response:
@@ -57,6 +61,16 @@ class TokenView(APIView):
         AuthToken.objects.filter(user=user, expiry__lt=timezone.now()).delete()
         instance, token = AuthToken.objects.create(user=user)
         return Response({"token": token, "expiry": instance.expiry}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=None,
+        responses={204: OpenApiResponse(description="Every token of the caller revoked, this one included")},
+        summary="Log out everywhere",
+    )
+    def delete(self, request: Request) -> Response:
+        """Revoke every token of the caller (all their devices and scripts must log in again)."""
+        user_tokens_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class CurrentTokenView(APIView):

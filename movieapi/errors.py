@@ -23,6 +23,7 @@ from rest_framework.views import exception_handler
 
 from movieapi.metrics import VERSION_CONFLICTS
 from movieapi.renderers import dumps
+from movieapi.throttles import request_decision
 
 logger = logging.getLogger(__name__)
 
@@ -275,6 +276,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         )
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        exc = _counted_unauthenticated(exc, context)
 
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
@@ -305,6 +308,20 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     response.data = problem(response.status_code, detail, problem_type=problem_type, title=title, **extra)
     response.content_type = PROBLEM_CONTENT_TYPE
     return response
+
+
+def _counted_unauthenticated(exc: exceptions.APIException, context: dict[str, Any]) -> exceptions.APIException:
+    """A 401, counted by the view's throttles as the anonymous request it is (or a 429 once they refuse it).
+
+    DRF authenticates before it throttles, so without this a flood of bad tokens was never counted. A request
+    refused later (a wrong password at tokens/) was counted already: its decision is made once per request."""
+    view, request = context.get("view"), context.get("request")
+    if view is None or request is None:
+        return exc
+    decision = request_decision(request, view)
+    if decision is not None and not decision.allowed:
+        return exceptions.Throttled(wait=decision.retry_after)
+    return exc
 
 
 def _problem_response(request: HttpRequest, status_code: int, detail: str) -> HttpResponse:

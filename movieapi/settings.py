@@ -87,7 +87,7 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "movieapi.apps.AdminConfig",  # django.contrib.admin on movieapi.admin_site.AdminSite
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "corsheaders",
     "movies",
+    "movieapi.apps.MovieApiConfig",
 ]
 
 MIDDLEWARE = [
@@ -304,6 +305,12 @@ if HISTORY_RETENTION_DAYS is not None and HISTORY_RETENTION_DAYS < 0:
 
 # Proxies in front of gunicorn that append to X-Forwarded-For; 0 trusts no such header (movieapi.client_ip).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# The admin's log-in: failed attempts per client IP and per username (a success gives its hit back), on the
+# same store as the API's limits (docs/rate-limiting.md, "Authentication limits"). "off" switches one off.
+ADMIN_LOGIN_RATES = {
+    "admin_login_ip": env_str("THROTTLE_ADMIN_LOGIN_IP_RATE", "20/15min"),
+    "admin_login_username": env_str("THROTTLE_ADMIN_LOGIN_USERNAME_RATE", "10/15min"),
+}
 # Prefix of the rate-limit counters in the shared store, for sharing one Redis between deployments.
 THROTTLE_KEY_PREFIX = env_str("THROTTLE_KEY_PREFIX", "movieapi:throttle:")
 

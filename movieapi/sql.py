@@ -32,6 +32,11 @@ ON CONFLICT (key) DO UPDATE SET
 RETURNING c.key, c.hits, ceil(extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint
 """
 THROTTLE_COUNT_SQL = "UPDATE movieapi_throttle_counter SET hits = hits + 1 WHERE key = ANY(%(keys)s::text[])"
+# Give back one hit in each live bucket (a successful admin log-in does not count against its limits).
+THROTTLE_RELEASE_SQL = """
+UPDATE movieapi_throttle_counter SET hits = hits - 1
+WHERE key = ANY(%(keys)s::text[]) AND hits > 0 AND expires_at > clock_timestamp()
+"""
 THROTTLE_PURGE_SQL = "DELETE FROM movieapi_throttle_counter WHERE expires_at < clock_timestamp() - interval '1 minute'"
 
 

@@ -32,6 +32,7 @@ from movieapi.sql import (
     THROTTLE_CREATE_SQL,
     THROTTLE_LOCK_SQL,
     THROTTLE_PURGE_SQL,
+    THROTTLE_RELEASE_SQL,
     THROTTLE_TABLE,
 )
 
@@ -155,6 +156,20 @@ class Store:
     def _decide(self, checks: list[Check]) -> tuple[bool, list[tuple[int, int]]]:
         raise NotImplementedError
 
+    def release(self, checks: list[Check]) -> None:
+        """Give back the hit a decision counted in each of these buckets (if its window is still open)."""
+        if time.monotonic() < self._retry_at:
+            return
+        try:
+            self._release(checks)
+        except StoreUnavailable as exc:
+            STORE_ERRORS.labels(self.name).inc()
+            self._retry_at = time.monotonic() + RETRY_STORE_AFTER
+            logger.error("rate-limit store %s unavailable, a hit was not given back: %s", self.name, exc)
+
+    def _release(self, checks: list[Check]) -> None:
+        raise NotImplementedError
+
 
 # KEYS: one counter per scope. ARGV: limit and window (ms) for each key, in order.
 # Every window is checked before any is counted, so a request refused by one scope consumes nothing.
@@ -185,6 +200,13 @@ end
 result[1] = allowed
 return result
 """
+# KEYS: counters to give one hit back to, each only while its window lasts (DECR keeps the TTL).
+_REDIS_RELEASE_SCRIPT = """
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+end
+return 0
+"""
 
 
 class RedisStore(Store):
@@ -195,7 +217,8 @@ class RedisStore(Store):
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__(prefix)
         self.url = url
-        self.sha = hashlib.sha1(_REDIS_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+        self.sha = _script_sha(_REDIS_SCRIPT)
+        self.release_sha = _script_sha(_REDIS_RELEASE_SCRIPT)
         self.client: redis.Redis | None = None
 
     def _connect(self) -> redis.Redis:
@@ -215,16 +238,22 @@ class RedisStore(Store):
         args: list[str | int] = [self.key(check) for check in checks]
         for check in checks:
             args += [check.rate.limit, check.rate.window * 1000]
+        values = [int(value) for value in self._script(_REDIS_SCRIPT, self.sha, len(checks), *args)]
+        return values[0] == 1, [(values[2 * i + 1], values[2 * i + 2]) for i in range(len(checks))]
+
+    def _release(self, checks: list[Check]) -> None:
+        self._script(_REDIS_RELEASE_SCRIPT, self.release_sha, len(checks), *[self.key(check) for check in checks])
+
+    def _script(self, script: str, sha: str, *args: str | int) -> Any:
+        """EVALSHA, loading the script first if Redis has forgotten it (a restart)."""
         try:
             try:
-                reply = self._command("EVALSHA", self.sha, len(checks), *args)
-            except redis.exceptions.NoScriptError:  # a restarted Redis has forgotten the script
-                self._command("SCRIPT", "LOAD", _REDIS_SCRIPT)
-                reply = self._command("EVALSHA", self.sha, len(checks), *args)
+                return self._command("EVALSHA", sha, *args)
+            except redis.exceptions.NoScriptError:
+                self._command("SCRIPT", "LOAD", script)
+                return self._command("EVALSHA", sha, *args)
         except redis.RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        values = [int(value) for value in reply]
-        return values[0] == 1, [(values[2 * i + 1], values[2 * i + 2]) for i in range(len(checks))]
 
     def _command(self, *args: str | int) -> Any:
         """Fast path: Redis command path.
@@ -267,6 +296,14 @@ class PostgresStore(Store):
         except (psycopg.Error, DatabaseError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
+    def _release(self, checks: list[Check]) -> None:
+        try:
+            raw = self._raw()
+            with raw.transaction(), raw.cursor() as cursor:
+                cursor.execute(THROTTLE_RELEASE_SQL, {"keys": [self.key(check) for check in checks]})
+        except (psycopg.Error, DatabaseError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
     def _raw(self) -> psycopg.Connection[Any]:
         # The raw psycopg connection under Django's: no second connection per worker, and the
         # statements stay out of Django's query log (tests pin query counts per request). Throttles run
@@ -299,6 +336,10 @@ class PostgresStore(Store):
             # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog; serialise them.
             cursor.execute(THROTTLE_CREATE_LOCK_SQL, [THROTTLE_TABLE])
             cursor.execute(THROTTLE_CREATE_SQL)
+
+
+def _script_sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 
 
 _stores: dict[tuple[int, str, str], Store] = {}

@@ -8,15 +8,19 @@ quota at the end of one window can spend it again right after, i.e. up to 2x the
 one period that straddles two windows. See docs/rate-limiting.md, "Algorithm", for why that trade was made.
 
 The shared counter stores (Redis, PostgreSQL) and what they decide are in movieapi/throttle_stores.py.
+The admin's log-in attempts are limited on the same stores, outside DRF: see admin_login_attempt().
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
 from prometheus_client import Counter
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
@@ -31,7 +35,8 @@ if TYPE_CHECKING:
 
 REFUSALS = Counter("movieapi_throttle_refusals_total", "Requests refused with 429, by refusing scope.", ["scope"])
 # Every series exists from the start at 0, so rate() and alerts work before the first event.
-for _scope in ("anon", "user", "auth", "global"):
+ADMIN_LOGIN_IP, ADMIN_LOGIN_USERNAME = "admin_login_ip", "admin_login_username"
+for _scope in ("anon", "user", "auth", "global", ADMIN_LOGIN_IP, ADMIN_LOGIN_USERNAME):
     REFUSALS.labels(_scope)
 
 _DECISION_ATTR = "_movieapi_throttle_decision"
@@ -167,13 +172,45 @@ def request_decision(request: Request, view: APIView) -> Decision | None:
             bucket = throttle.bucket(request, view) if rate is not None else None
             if rate is not None and bucket is not None:
                 checks.append(Check(throttle.scope, bucket, rate))
-    decision = get_store().decide(checks) if checks else None
+    decision = _decide(checks) if checks else None
     setattr(request, _DECISION_ATTR, decision)
     if checks:
         # DRF copies view.headers onto the final response, the 429 included.
         view.headers.update(rate_limit_headers(decision or Decision(True, (), tuple(checks))))
+    return decision
+
+
+def _decide(checks: list[Check]) -> Decision | None:
+    """The store's decision for these checks, its refusals counted by scope."""
+    decision = get_store().decide(checks)
     if decision is not None and not decision.allowed:
         for state in decision.states:
             if not state.allowed:
                 REFUSALS.labels(state.scope).inc()
     return decision
+
+
+# ---- the admin's log-in ------------------------------------------------------------------------
+
+
+def admin_login_attempt(request: HttpRequest, username: str) -> Decision | None:
+    """Count a log-in attempt against the client's address and the username, or refuse it (decision.allowed).
+
+    Counted before the password is checked, so that concurrent guesses cannot overshoot the limits; a
+    successful log-in gives its hit back (admin_login_succeeded), so only failures add up. None: no limit
+    applies (both switched off, or the store is failing and the attempt goes ahead)."""
+    checks = []
+    ip_rate = parse_rate(settings.ADMIN_LOGIN_RATES[ADMIN_LOGIN_IP])
+    if ip_rate is not None:
+        checks.append(Check(ADMIN_LOGIN_IP, rate_limit_bucket(client_ip(request)), ip_rate))
+    username_rate = parse_rate(settings.ADMIN_LOGIN_RATES[ADMIN_LOGIN_USERNAME])
+    if username_rate is not None:
+        # Case-folded, as a case-insensitive backend would match it; hashed, so no client text becomes a key.
+        bucket = hashlib.sha256(username.casefold().encode()).hexdigest()[:32]
+        checks.append(Check(ADMIN_LOGIN_USERNAME, bucket, username_rate))
+    return _decide(checks) if checks else None
+
+
+def admin_login_succeeded(decision: Decision) -> None:
+    """Give back the hit a successful log-in counted: a user's own successes never lock them out."""
+    get_store().release(list(decision.checks))

@@ -194,6 +194,26 @@ def test_window_resets_after_retry_after(store: Store) -> None:
     assert again.states[0].remaining == 1
 
 
+def test_release_gives_back_one_hit_in_each_open_window(store: Store) -> None:
+    checks = [Check("admin_login_ip", "192.0.2.1", Rate(2, 60)), Check("admin_login_username", "u", Rate(5, 60))]
+    first = store.decide(checks)
+    assert first is not None
+    assert first.allowed
+    store.release(checks)
+    store.release(checks)  # never below zero
+    for _ in range(2):
+        assert (store.decide(checks) or first).allowed
+    refused = store.decide(checks)
+    assert refused is not None
+    assert not refused.allowed
+    assert [state.remaining for state in refused.states] == [0, 3]
+    store.release(checks)
+    again = store.decide(checks)
+    assert again is not None
+    assert again.allowed
+    assert [state.remaining for state in again.states] == [0, 3]
+
+
 def test_redis_store_recovers_a_dropped_connection_and_a_forgotten_script(redis_server: RedisServer) -> None:
     store = RedisStore(redis_server.url, unique_prefix())
     check = Check("anon", "192.0.2.1", Rate(5, 60))
