@@ -250,14 +250,49 @@ def ingress_routes(ingress: Resource, path: str) -> bool:
     return False
 
 
-def test_ingress_publishes_every_route_but_metrics(built: list[Resource]) -> None:
-    """Each top-level route of movieapi/urls.py (and the static files) goes through the Ingress; /metrics does not."""
+# Answered inside the network only: scraped and probed there, never published (docs/operations.md, "Exposure").
+INTERNAL_ROUTES = {"/metrics", "/readyz"}
+
+
+def test_ingress_publishes_every_route_but_the_internal_ones(built: list[Resource]) -> None:
+    """Each top-level route of movieapi/urls.py (and the static files) goes through the Ingress; /metrics and /readyz
+    do not."""
     ingress = find(built, "Ingress", "movieapi")
     routes = {"/" + str(pattern.pattern) for pattern in get_resolver().url_patterns}
     routes.add("/" + settings.STATIC_URL.lstrip("/"))
-    assert {route for route in routes if not ingress_routes(ingress, route)} == {"/metrics"}
+    assert {route for route in routes if not ingress_routes(ingress, route)} == INTERNAL_ROUTES
     assert ingress_routes(ingress, "/api/v1/movies/1/")
     assert not ingress_routes(ingress, "/metrics/")
+
+
+def nginx_locations_answering_404() -> set[str]:
+    """The exact locations of deploy/nginx.conf that the proxy answers 404 itself."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    return set(re.findall(r"location = (\S+) \{\s*return 404;\s*\}", conf))
+
+
+def test_the_proxy_keeps_the_internal_routes_in() -> None:
+    """compose's proxy answers the same routes 404 as the Ingress leaves out."""
+    assert nginx_locations_answering_404() == INTERNAL_ROUTES
+
+
+def test_compose_publishes_the_proxy_alone_on_loopback_by_default() -> None:
+    """Only the proxy has a published port, on 127.0.0.1 unless PROXY_BIND says otherwise; gunicorn is only exposed
+    to the compose network, and the proxy passes on the Host names the API allows."""
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))["services"]
+    assert {name for name, service in services.items() if "ports" in service} == {"proxy"}
+    (published,) = services["proxy"]["ports"]
+    assert published == "${PROXY_BIND:-127.0.0.1}:${PROXY_PORT:-8080}:80"
+    assert services["api"]["expose"] == ["8000"]
+    names = re.search(
+        r"^server_name ([^;]+);", (ROOT / "deploy" / "nginx-server-names.conf").read_text(encoding="utf-8"), re.M
+    )
+    assert names is not None
+    allowed = re.fullmatch(r"\$\{DJANGO_ALLOWED_HOSTS:-(.*)\}", services["api"]["environment"]["DJANGO_ALLOWED_HOSTS"])
+    assert allowed is not None
+    assert set(allowed[1].split(",")) <= set(names[1].split())
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in services["proxy"]["volumes"]}
+    assert mounts["/etc/nginx/movieapi-server-names.conf"] == "./deploy/nginx-server-names.conf"
 
 
 def test_https_follows_the_ingress_tls(built: list[Resource]) -> None:

@@ -18,10 +18,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,6 +315,8 @@ def _build(network: Network) -> Stack:
     nginx_folder.mkdir()
     nginx_conf = nginx_folder / "nginx.conf"
     nginx_conf.write_text(NGINX_MAIN.format(folder=nginx_folder, shipped=ROOT / "deploy" / "nginx.conf"))
+    # What an operator lists next to nginx.conf: the names of DJANGO_ALLOWED_HOSTS.
+    (nginx_folder / "movieapi-server-names.conf").write_text(f"server_name {PROXY};\n")
     stack = Stack(network, cluster, primary, replica, client, proxy, apis, base_env, nginx_conf)
     stack.configure(OPEN_RATES)
     stack.nginx = network.spawn(
@@ -480,6 +484,139 @@ def test_the_shipped_proxy_spreads_requests_over_every_address_of_api(stack: Sta
 
 
 # ---- reads on the replica -----------------------------------------------------------------------
+
+
+def raw_request(head: str, address: str = PROXY) -> bytes:
+    """Send a request head as written (from the client namespace) and return all the proxy answered."""
+    with socket.create_connection((address, 80), timeout=20, source_address=(CLIENT_A, 0)) as sock:
+        sock.sendall(head.encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def test_the_proxy_drops_other_hosts_and_keeps_the_internal_routes_in(stack: Stack) -> None:
+    """A Host outside the proxy's server names (or none) gets no answer at all (444: the connection is closed) and
+    never reaches the API; the proxy's own name is served; /readyz and /metrics answer 404 through the proxy and 200
+    on a host."""
+    stack.configure(OPEN_RATES)
+    forged = "GET /api/v1/movies/ HTTP/1.1\r\nHost: forged-host.example\r\nConnection: close\r\n\r\n"
+    nameless = "GET /api/v1/movies/ HTTP/1.0\r\n\r\n"
+    served = f"GET /healthz HTTP/1.1\r\nHost: {PROXY}\r\nConnection: close\r\n\r\n"
+    answers = stack.in_client(lambda: [raw_request(head) for head in (forged, nameless, served)])
+    assert answers[:2] == [b"", b""]
+    assert answers[2].startswith(b"HTTP/1.1 200 ")
+    assert not any("forged-host.example" in api.output() for api in stack.apis)
+
+    def internal(path: str) -> list[int]:
+        proxied = send("GET", path, rid=request_id("internal"))
+        direct = send("GET", path, rid=request_id("internal"), host=stack.apis[0].host.address, port=API_PORT)
+        return [proxied.status, direct.status]
+
+    assert stack.in_client(lambda: [internal("/readyz"), internal("/metrics")]) == [[404, 200], [404, 200]]
+
+
+# One header line every TRICKLE_SECONDS, as issue #19's attacker sent them: each such request takes a gunicorn sync
+# worker for as long as it lasts, unless the proxy buffers it.
+TRICKLE_SECONDS = 2
+
+
+@dataclass
+class SlowClients:
+    """count connections to address:port from the second client address, each sending one GET's head a line at a
+    time, rounds lines TRICKLE_SECONDS apart, then ending it; run() in the client namespace."""
+
+    address: str
+    port: int
+    count: int
+    rounds: int
+    trickled: int = 0  # header lines sent on every connection so far
+    statuses: list[int] = field(default_factory=list)  # each slow request's answer once complete (0: none)
+    opened: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        sockets: list[socket.socket] = []
+        try:
+            for _ in range(self.count):
+                sock = socket.create_connection((self.address, self.port), timeout=60, source_address=(CLIENT_B, 0))
+                sockets.append(sock)
+                sock.sendall(f"GET {MOVIES} HTTP/1.1\r\nHost: {PROXY}\r\n".encode())
+            self.opened.set()
+            for line in range(self.rounds):
+                time.sleep(TRICKLE_SECONDS)
+                for sock in sockets:
+                    sock.sendall(f"X-Slow-{line}: {'x' * 20}\r\n".encode())
+                self.trickled += 1
+            for sock in sockets:
+                sock.sendall(b"Connection: close\r\n\r\n")
+            self.statuses = [self._status(sock) for sock in sockets]
+        finally:
+            for sock in sockets:
+                sock.close()
+            self.opened.set()
+            self.done.set()
+
+    @staticmethod
+    def _status(sock: socket.socket) -> int:
+        try:
+            line = sock.makefile("rb").readline()
+        except OSError:
+            return 0
+        return int(line.split()[1]) if line.startswith(b"HTTP/") else 0
+
+
+def test_slow_clients_through_the_shipped_proxy_do_not_starve_others(stack: Stack) -> None:
+    """Four times as many slow connections as the three hosts have workers (2 each), trickling their headers for 10
+    s: nginx holds them and passes each on only once complete, so every request of another client in the meantime
+    is answered 200, and so is each slow one in the end."""
+    stack.configure(OPEN_RATES)
+    workers = len(stack.apis) * int(stack.base_env["WEB_CONCURRENCY"])
+    slow = SlowClients(PROXY, 80, count=4 * workers, rounds=5)
+    answers: list[Answer] = []
+    latencies: list[float] = []
+
+    def meanwhile() -> None:
+        slow.opened.wait(60)
+        while not slow.done.is_set() or not answers:
+            started = time.perf_counter()
+            answers.append(send("GET", MOVIES, rid=request_id("beside-slow")))
+            latencies.append(time.perf_counter() - started)
+
+    attack = stack.network.thread(stack.client, slow.run)
+    stack.in_client(meanwhile)
+    attack.join(120)
+    assert slow.trickled == slow.rounds
+    assert slow.statuses == [200] * slow.count
+    assert {answer.status for answer in answers} == {200}, [a for a in answers if a.status != 200][:3]
+    latencies.sort()
+    print(
+        f"\n{slow.count} slow clients through the proxy: {len(answers)} other requests, all 200; "
+        f"p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, p99 {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms"
+    )
+
+
+def test_slow_clients_straight_at_gunicorn_starve_it(stack: Stack) -> None:
+    """Why gunicorn is never published: as many slow connections as one host has workers (2), and that host does not
+    answer even /healthz while they last; it recovers once they end."""
+    stack.configure(OPEN_RATES)
+    api = stack.apis[0]
+    slow = SlowClients(api.host.address, API_PORT, count=int(stack.base_env["WEB_CONCURRENCY"]), rounds=3)
+    attack = stack.network.thread(stack.client, slow.run)
+
+    def probe() -> tuple[Answer, bool]:
+        slow.opened.wait(60)
+        answer = call(
+            f"http://{api.host.address}:{API_PORT}", "GET", "/healthz", timeout=TRICKLE_SECONDS, source=CLIENT_A
+        )
+        return answer, slow.done.is_set()
+
+    starved, attack_over = stack.in_client(probe)
+    attack.join(120)
+    assert (starved.status, attack_over) == (0, False), starved  # no answer while the slow clients held the workers
+    assert slow.trickled == slow.rounds
+    api.wait_ready(stack.client)
 
 
 def host_metrics(stack: Stack) -> list[list[Sample]]:
