@@ -23,6 +23,8 @@ RUN DJANGO_SECRET_KEY="$(/opt/venv/bin/python -c 'import secrets; print(secrets.
 # ---- runtime: the venv and the code, owned by root, run by an unprivileged user ----
 FROM python:3.11-slim-bookworm
 
+# HOST=0.0.0.0 so that the proxy reaches gunicorn; never publish port 8000 itself: slow clients starve sync
+# workers (docs/operations.md#exposure).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

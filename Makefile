@@ -31,6 +31,7 @@ $(DATA)/secret_key:
 ## make run: venv, install, migrate, load the bundled sample into an empty catalogue only, serve on http://127.0.0.1:8000
 # The secret key comes from the environment, else .env, else .data/secret_key (generated once; settings read it).
 # A restart never changes data: load_sample loads nothing when the catalogue holds any movie.
+# Local only: gunicorn is never exposed without a buffering proxy in front (docs/operations.md#exposure).
 run: $(VENV)/.installed $(DATA)/secret_key
 	export DJANGO_HTTPS="$${DJANGO_HTTPS:-0}"; \
 	$(BIN)/python manage.py migrate --no-input && \
