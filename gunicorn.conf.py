@@ -40,6 +40,8 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # On SIGTERM: stop accepting, let requests in flight finish for this long, then kill.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
+# No control socket (gunicorn 25+ opens one in ~/.gunicorn by default): the master is driven by signals only.
+control_socket_disable = True
 
 
 def _trusted_proxy_count() -> int:
