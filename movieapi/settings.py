@@ -113,6 +113,8 @@ MIDDLEWARE = [
     "movieapi.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "movieapi.middleware.PrivateWhenCredentialedMiddleware",
+    "movieapi.middleware.AdminContentSecurityPolicyMiddleware",
     "movieapi.middleware.CorsMiddleware",
     "movieapi.middleware.BodySizeLimitMiddleware",
     # Sessions, the session user and messages serve the admin; the API (under /api/) skips them.
