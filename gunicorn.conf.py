@@ -116,6 +116,7 @@ def _refuse_bad_settings(server: Any) -> None:
         settings.SECRET_KEY  # noqa: B018 (reading it imports and checks the settings)
     except ImproperlyConfigured as exc:
         server.log.error("%s", exc)
+        on_exit(server)  # gunicorn does not call it when a hook stops the start
         raise SystemExit(1) from None
 
 

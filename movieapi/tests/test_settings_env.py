@@ -105,6 +105,7 @@ def test_gunicorn_without_a_usable_key_in_production_stops_in_one_line(local: Pa
         "MOVIEAPI_DATA_DIR": str(local / "data"),
         "DJANGO_DEBUG": "0",
         "PORT": "0",
+        "TMPDIR": str(local),  # where gunicorn.conf.py makes its metrics folder
         **({"DJANGO_SECRET_KEY": key} if key else {}),
     }
     result = subprocess.run(
@@ -119,6 +120,7 @@ def test_gunicorn_without_a_usable_key_in_production_stops_in_one_line(local: Pa
     output = result.stdout + result.stderr
     assert message in output
     assert "Traceback" not in output
+    assert not list(local.glob("movieapi-metrics-*"))  # removed on the way out
     assert "Booting worker" not in output
 
 
