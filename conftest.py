@@ -244,7 +244,8 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 @contextlib.contextmanager
 def headless_chromium(*, network_log: bool = False) -> Iterator[Any]:
     """Headless Chromium through Selenium with a fresh profile (`make install-browser` installs it); with
-    network_log, the DevTools network events are kept for `driver.get_log("performance")`."""
+    network_log, the DevTools network events are kept for `driver.get_log("performance")`; the console always is,
+    for `driver.get_log("browser")`."""
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         if os.environ.get("CI"):
             pytest.fail("chromium and chromium-driver are missing: `make install-browser` should have installed them")
@@ -269,8 +270,8 @@ def headless_chromium(*, network_log: bool = False) -> Iterator[Any]:
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    if network_log:
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    # The console is kept for `driver.get_log("browser")` (a Content-Security-Policy violation shows there).
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", **({"performance": "ALL"} if network_log else {})})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     try:

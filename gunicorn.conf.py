@@ -40,6 +40,8 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # On SIGTERM: stop accepting, let requests in flight finish for this long, then kill.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
+# No control socket (gunicorn 25+ opens one in ~/.gunicorn by default): the master is driven by signals only.
+control_socket_disable = True
 
 
 def _trusted_proxy_count() -> int:
@@ -114,6 +116,7 @@ def _refuse_bad_settings(server: Any) -> None:
         settings.SECRET_KEY  # noqa: B018 (reading it imports and checks the settings)
     except ImproperlyConfigured as exc:
         server.log.error("%s", exc)
+        on_exit(server)  # gunicorn does not call it when a hook stops the start
         raise SystemExit(1) from None
 
 

@@ -21,6 +21,7 @@ from django.contrib.sessions import middleware as sessions_middleware
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control, patch_vary_headers
 
 from movieapi.errors import PROBLEM_CONTENT_TYPE, PayloadTooLarge, problem
 from movieapi.filtersets import REQUEST_FILTERSETS_ATTR, release_filterset
@@ -220,6 +221,72 @@ class RequestIdMiddleware:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
+        return response
+
+
+# ---- caching and content policy ----------------------------------------------------------------
+
+
+class PrivateWhenCredentialedMiddleware:
+    """`Cache-Control: private` on every answer to a request that carried credentials: a bearer token
+    (`Authorization`), or a session cookie outside the API (the admin: the API is stateless and answers a session
+    cookie as it answers no cookie, see _SiteOnly).
+
+    Such an answer is one caller's (their tokens, their ratings, a 401 for their token), so no shared cache may
+    store it; `Vary` names the header that carried the credentials, so that the caller's own cache does not hand
+    it out for another token or session either. Anonymous answers stay as they were: the same for everyone.
+    The ETag and 304 paths are untouched: a 304 passes through here too and carries the same header."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        meta = request.META
+        if "HTTP_AUTHORIZATION" in meta:
+            patch_cache_control(response, private=True)
+            patch_vary_headers(response, ("Authorization",))
+        if (
+            "HTTP_COOKIE" in meta
+            and not request.path_info.startswith(API_PATH_PREFIX)
+            and settings.SESSION_COOKIE_NAME in request.COOKIES
+        ):
+            patch_cache_control(response, private=True)
+            patch_vary_headers(response, ("Cookie",))
+        return response
+
+
+# The admin loads its scripts and styles from this server (static files through whitenoise), with no inline script
+# or style in Django 5.2's templates (its scripts set styles through the DOM, which a policy does not block); its
+# forms post to itself. movies/tests/test_admin_browser.py checks that the browser's console reports no refusal.
+ADMIN_CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+ADMIN_PATH_PREFIX = "/admin/"
+
+
+class AdminContentSecurityPolicyMiddleware:
+    """The admin's pages (every answer under /admin/, its log-in page too) carry ADMIN_CONTENT_SECURITY_POLICY:
+    an injected script could act with a curator's session. The docs pages set their own (movieapi/docs.py)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.path_info.startswith(ADMIN_PATH_PREFIX):
+            response.headers.setdefault("Content-Security-Policy", ADMIN_CONTENT_SECURITY_POLICY)
         return response
 
 

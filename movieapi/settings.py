@@ -113,6 +113,8 @@ MIDDLEWARE = [
     "movieapi.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "movieapi.middleware.PrivateWhenCredentialedMiddleware",
+    "movieapi.middleware.AdminContentSecurityPolicyMiddleware",
     "movieapi.middleware.CorsMiddleware",
     "movieapi.middleware.BodySizeLimitMiddleware",
     # Sessions, the session user and messages serve the admin; the API (under /api/) skips them.
@@ -381,7 +383,10 @@ SECURE_SSL_REDIRECT = HTTPS
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000) if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
-SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+# Opt-in: a preloaded domain stays HTTPS-only in browsers for months after it leaves the list.
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD")
+# `check --deploy` warns when preload is off (security.W021): off is the chosen default.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")

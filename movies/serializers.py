@@ -351,14 +351,22 @@ class RoleSerializer(serializers.Serializer):
     character = serializers.CharField(read_only=True)
 
 
-class PersonDetailSerializer(PersonSerializer):
-    """A person with the films they directed and the roles they played."""
+SHOWN_CREDITS_HELP = (
+    f"The first {selectors.PERSON_FILMS_SHOWN}, earliest film first; all of them: movies/?person={{id}}, paginated."
+)
 
-    directed = FilmRefSerializer(source="directed_movies", many=True, read_only=True)
-    roles = RoleSerializer(many=True, read_only=True)
+
+class PersonDetailSerializer(PersonSerializer):
+    """A person with the films they directed and the roles they played: the first PERSON_FILMS_SHOWN of each (by
+    year), and how many there are."""
+
+    directed = FilmRefSerializer(source="shown_directed", many=True, read_only=True, help_text=SHOWN_CREDITS_HELP)
+    directed_count = serializers.IntegerField(read_only=True, help_text="How many films this person directed.")
+    roles = RoleSerializer(source="shown_roles", many=True, read_only=True, help_text=SHOWN_CREDITS_HELP)
+    roles_count = serializers.IntegerField(read_only=True, help_text="How many roles this person played.")
 
     class Meta(PersonSerializer.Meta):
-        fields = [*PersonSerializer.Meta.fields, "directed", "roles"]
+        fields = [*PersonSerializer.Meta.fields, "directed", "directed_count", "roles", "roles_count"]
 
 
 # ---- ratings -----------------------------------------------------------------------------------

@@ -89,7 +89,15 @@ def test_production_without_a_usable_key_is_one_clear_line(local: Path, key: str
     assert result.stderr.startswith(message), result.stderr
 
 
-def test_gunicorn_without_a_key_in_production_stops_in_one_line(local: Path) -> None:
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("", "DJANGO_SECRET_KEY is not set"),
+        ("short-key", "DJANGO_SECRET_KEY is too weak"),
+        ("django-insecure-" + "k" * 50, "DJANGO_SECRET_KEY is too weak"),
+    ],
+)
+def test_gunicorn_without_a_usable_key_in_production_stops_in_one_line(local: Path, key: str, message: str) -> None:
     """The master checks the settings before any worker boots: one logged line and exit 1, no traceback loop."""
     controlled = {
         "PATH": os.environ["PATH"],
@@ -97,6 +105,8 @@ def test_gunicorn_without_a_key_in_production_stops_in_one_line(local: Path) -> 
         "MOVIEAPI_DATA_DIR": str(local / "data"),
         "DJANGO_DEBUG": "0",
         "PORT": "0",
+        "TMPDIR": str(local),  # where gunicorn.conf.py makes its metrics folder
+        **({"DJANGO_SECRET_KEY": key} if key else {}),
     }
     result = subprocess.run(
         [str(Path(sys.executable).parent / "gunicorn"), "movieapi.wsgi", "-c", "gunicorn.conf.py"],
@@ -108,9 +118,30 @@ def test_gunicorn_without_a_key_in_production_stops_in_one_line(local: Path) -> 
     )
     assert result.returncode == 1
     output = result.stdout + result.stderr
-    assert "DJANGO_SECRET_KEY is not set" in output
+    assert message in output
     assert "Traceback" not in output
+    assert not list(local.glob("movieapi-metrics-*"))  # removed on the way out
     assert "Booting worker" not in output
+
+
+@pytest.mark.parametrize("command", [("runserver", "--noreload", "127.0.0.1:0"), ("check",)])
+def test_manage_py_refuses_a_short_key_in_production(local: Path, command: tuple[str, ...]) -> None:
+    result = manage(local, *command, DJANGO_DEBUG="0", DJANGO_SECRET_KEY="s3cr3t-but-short")
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("manage.py: DJANGO_SECRET_KEY is too weak"), result.stderr
+
+
+PRINT_HSTS = "from django.conf import settings; print(settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_PRELOAD)"
+
+
+@pytest.mark.parametrize(("preload", "expected"), [(None, "31536000 False"), ("1", "31536000 True")])
+def test_hsts_preload_is_opt_in(local: Path, preload: str | None, expected: str) -> None:
+    """Preloading is hard to undo (browsers ship the list), so production sends HSTS without it unless asked."""
+    env = {"DJANGO_HSTS_PRELOAD": preload} if preload else {}
+    result = manage(local, "shell", "-v", "0", "-c", PRINT_HSTS, DJANGO_DEBUG="0", DJANGO_SECRET_KEY=new_key(), **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
 
 
 def test_a_socket_folder_in_the_url_is_the_host_that_dbshell_uses(local: Path) -> None:

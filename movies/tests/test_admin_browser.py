@@ -76,3 +76,6 @@ def test_the_second_tab_to_save_gets_the_conflict_and_overwrites_nothing(
     assert "you opened version 1, and it is now at version 2" in page
     movie.refresh_from_db()
     assert (movie.title, movie.version) == ("Saved in tab B", 2)
+    # The admin's Content-Security-Policy (movieapi/middleware.py) blocked nothing it needs.
+    console = [entry["message"] for entry in browser.get_log("browser")]
+    assert [message for message in console if "Content Security Policy" in message] == []

@@ -383,6 +383,27 @@ def test_person_detail_queries_are_constant(anon: APIClient, django_assert_max_n
     assert len(body["roles"]) == films
 
 
+def test_person_detail_shows_the_first_films_and_counts_them_all(
+    anon: APIClient, django_assert_max_num_queries: Any
+) -> None:
+    """An actor with 500 roles was a 280 KB answer: the detail caps each list and counts it; all of them are at
+    movies/?person={id}, paginated."""
+    shown = selectors.PERSON_FILMS_SHOWN
+    many_movies(shown + 5)
+    director, actor = Person.objects.order_by("id")[:2]
+    earliest = list(Movie.objects.order_by("year", "id").values_list("id", flat=True)[:shown])
+    with django_assert_max_num_queries(3):
+        directed = anon.get(f"/api/v1/people/{director.pk}/").json()
+    with django_assert_max_num_queries(3):
+        acted = anon.get(f"/api/v1/people/{actor.pk}/").json()
+    assert (directed["directed_count"], directed["roles_count"]) == (shown + 5, 0)
+    assert [film["id"] for film in directed["directed"]] == earliest
+    assert (acted["directed_count"], acted["roles_count"], acted["directed"]) == (0, shown + 5, [])
+    assert [role["movie"]["id"] for role in acted["roles"]] == earliest
+    everything = anon.get(URL, {"person": str(actor.pk), "page_size": "100"}).json()
+    assert everything["count"] == shown + 5
+
+
 # ---- connections -------------------------------------------------------------------------------
 
 
