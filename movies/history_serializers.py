@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from movieapi.fields import StrictIntegerField, StrictSerializerMixin
 from movies.history import MAX_VERSION
-from movies.serializers import CastReadSerializer, PersonRefSerializer
+from movies.serializers import MovieSerializer
 
 
 def _scalar_change(kind: str) -> dict[str, Any]:
@@ -128,21 +128,10 @@ class HistoryEntrySerializer(_PassThrough):
     changes = ChangesField(read_only=True)
 
 
-class MovieSnapshotSerializer(_PassThrough):
+class MovieSnapshotSerializer(_PassThrough, MovieSerializer):
     """A movie as it was at one version: the Movie shape without `rating`."""
 
-    id = serializers.IntegerField(read_only=True)
-    title = serializers.CharField(read_only=True)
-    year = serializers.IntegerField(read_only=True)
-    runtime = serializers.IntegerField(read_only=True, allow_null=True)
-    overview = serializers.CharField(read_only=True)
-    imdb_id = serializers.CharField(read_only=True, allow_null=True)
-    genres = serializers.ListField(child=serializers.SlugField(), read_only=True)
-    directors = PersonRefSerializer(many=True, read_only=True)
-    cast = CastReadSerializer(many=True, read_only=True)
-    version = serializers.IntegerField(read_only=True)
-    created_at = serializers.DateTimeField(read_only=True)
-    updated_at = serializers.DateTimeField(read_only=True)
+    rating = None  # type: ignore[assignment]  # DRF: a field set to None is removed from the inherited ones
 
 
 class RevertSerializer(StrictSerializerMixin, serializers.Serializer):
