@@ -117,6 +117,14 @@ def log(message: str) -> None:
     print(f"[bench] {message}", flush=True)
 
 
+def log_round(number: int, label: str, name: str, result: Result) -> None:
+    """One measured round of a scenario on one server."""
+    log(
+        f"round {number} {label:8} {name:28} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
+        f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+    )
+
+
 def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
@@ -354,10 +362,7 @@ def rounds(
     for number in range(1, ROUNDS + 1):
         for label, url in urls.items():
             runs[label].append(result := measure(url))
-            log(
-                f"round {number} {label:8} {name:28} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
-            )
+            log_round(number, label, name, result)
     for label, measured in runs.items():
         results[label][name] = median_of(measured)
     ratios[name] = statistics.median(
@@ -382,10 +387,7 @@ def history_rounds(
                 set_history(bench_url, on=on)
                 runs[on].append(result := patch(url))
                 name = PATCH if on else PATCH_NO_HISTORY
-                log(
-                    f"round {number} django   {name:28} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                    f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
-                )
+                log_round(number, "django", name, result)
     finally:
         set_history(bench_url, on=True)
     results["django"][PATCH_NO_HISTORY] = median_of(runs[False])
